@@ -1,0 +1,3 @@
+"""xsweep: hyperparameter sweeps for cross-lingual prompt tuning on Ray."""
+
+__version__ = "0.1.0"
