@@ -1,0 +1,17 @@
+# The two commands of the README: `make quickstart` and `make test`.
+.PHONY: setup quickstart test bench clean
+
+setup:
+	./scripts/setup.sh
+
+quickstart: setup
+	.venv/bin/xsweep run experiments/quickstart.yaml
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python -m bench.run
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv and install xsweep into it. Installs torch first, so pip never resolves a bare
+# `torch` requirement on its own (that pulls a multi-GB CUDA build on CPU-only machines).
+#   TORCH_SPEC   torch requirement to install first (default: torch==2.13.0, the CPU build here;
+#                on a GPU machine use e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128")
+#   XSWEEP_EXTRAS  extras to install (default: test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+XSWEEP_EXTRAS=${XSWEEP_EXTRAS:-test}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing $TORCH_SPEC"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q $TORCH_SPEC
+fi
+echo "setup: installing xsweep[$XSWEEP_EXTRAS] and its dependencies"
+.venv/bin/python -m pip install -q -e ".[$XSWEEP_EXTRAS]"

@@ -1,0 +1,5 @@
+import sys
+
+from xsweep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The `xsweep` command line: a dict from subcommand to function.
+
+Every user-fixable problem is an `XsweepError`: printed as what / where / how to fix, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xsweep.errors import XsweepError
+from xsweep.paths import REPO_ROOT
+
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from xsweep.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before the heavy imports: bad configs fail fast
+    from xsweep.sweep.runner import describe_plan, run_sweep
+
+    if args.dry_run:
+        print(describe_plan(cfg))
+        return 0
+    run_dir, failed = run_sweep(cfg, resume=args.resume, address=args.address)
+    status = _report(run_dir, expected_seeds=cfg.sweep.seeds)
+    if failed:
+        print(f"xsweep: error: {len(failed)} trial(s) failed: {', '.join(failed)}\n"
+              f"  fix: read their record.json under {run_dir / 'trials'}, then `xsweep run ... --resume`",
+              file=sys.stderr)
+        return 1
+    return status
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from xsweep.config import grid_points, load_config
+
+    for path in args.configs:
+        cfg = load_config(path, args.overrides)
+        trials = len(grid_points(cfg)) * len(cfg.sweep.seeds)
+        print(f"{path}: ok ({cfg.name}: {cfg.method}, {cfg.head.kind} head, {trials} trials)")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from xsweep.config import load_config
+
+    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
+        cfg = load_config(path)
+        print(f"{path.relative_to(REPO_ROOT)}\t{cfg.description or cfg.name}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _report(Path(args.run_dir))
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from xsweep.report.tensorboard import start_tensorboard
+
+    logdir = Path(args.run_dir) / "tensorboard"
+    if not logdir.is_dir():
+        raise XsweepError(f"no TensorBoard logs in {str(logdir)!r}", where=args.run_dir,
+                          fix="pass a run directory written by `xsweep run`")
+    process, url = start_tensorboard(logdir, port=args.port, host=args.host)
+    print(f"TensorBoard for {logdir} at {url} (Ctrl-C stops it)")
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from xsweep.data.synth import write_demo_data
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise XsweepError(f"{str(out)!r} exists and is not empty", where="--out",
+                          fix="choose a new folder; the generator never overwrites data")
+    write_demo_data(out, seed=args.seed)
+    print(f"demo data written to {out}")
+    return 0
+
+
+def _report(run_dir: Path, expected_seeds: list[int] | None = None) -> int:
+    from xsweep.report.run import report_run
+
+    paths = report_run(run_dir, expected_seeds=expected_seeds)
+    print(paths.table_markdown.read_text(encoding="utf-8"))
+    print(f"results table: {paths.table_markdown}")
+    print(f"               {paths.table_csv}")
+    print(f"trial records: {run_dir / 'trials'}/*/record.json")
+    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
+    print(f"           or: xsweep tensorboard {run_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xsweep", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment's sweep on Ray and write its report")
+    run.add_argument("config", help="YAML experiment, e.g. experiments/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3 sweep.seeds=[0,1]")
+    run.add_argument("--resume", action="store_true", help="finish an interrupted run in the same directory")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--dry-run", action="store_true", help="print the trials the sweep implies and stop")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check configs without running them")
+    validate.add_argument("configs", nargs="+")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], help="dotted override")
+    validate.set_defaults(func=cmd_validate)
+
+    sub.add_parser("ls", help="list the shipped experiments").set_defaults(func=cmd_ls)
+
+    report = sub.add_parser("report", help="(re)write the tables of a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(func=cmd_report)
+
+    tb = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
+    tb.add_argument("run_dir")
+    tb.add_argument("--port", type=int, default=6006)
+    tb.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    tb.set_defaults(func=cmd_tensorboard)
+
+    data = sub.add_parser("data", help="data sets: generate the demo data").add_subparsers(dest="data_command",
+                                                                                           required=True)
+    synth = data.add_parser("synth", help="write the demo data set (MASSIVE, XSGD and Tatoeba layouts)")
+    synth.add_argument("--out", default="demo-data")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_data_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except XsweepError as exc:
+        print(f"xsweep: error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

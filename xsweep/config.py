@@ -1,0 +1,466 @@
+"""Typed experiment configs: YAML in, dataclasses out, strict.
+
+An experiment is a YAML file read with `yaml.safe_load` semantics into `ExperimentConfig`.
+Every key is checked against the dataclasses below: an unknown key, a wrong type or an
+impossible combination is an `XsweepError` that names the key, the file and line, and the
+valid choices. Dotted overrides (`optim.lr=1e-3`) use one grammar on the command line and in
+sweep grids (`sweep.grid: {optim.lr: [1e-2, 1e-3]}`).
+
+What a seed controls is defined once, here: `seed` sets parameter initialisation, data order
+and dropout; the few-shot sample uses `data.sample_seed`, which defaults to `seed`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from xsweep.errors import XsweepError
+
+HeadKind = Literal["vanilla", "nli", "slot"]
+Method = Literal["ft", "pt", "apt"]
+PromptKind = Literal["input", "layer", "none"]
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "builtin:tiny"
+    """`builtin:tiny` (a small XLM-R made in-process, no download), a hub id such as
+    `xlm-roberta-large`, or a local directory holding a Hugging Face encoder."""
+    attn_implementation: Literal["eager", "sdpa"] | None = None
+    """Attention kernel; None lets transformers choose."""
+    dropout: bool = True
+    """Keep the frozen backbone's own dropout active in training, as the authors' code does."""
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["massive"] = "massive"
+    """Which data set the downstream task reads."""
+    path: str = "demo"
+    """`demo` (data xsweep generates itself) or a MASSIVE folder holding `<locale>.jsonl` files
+    (`1.1/data/` inside it is found too). Relative paths are relative to the config file."""
+    train_locale: str = "en-US"
+    """Training and model selection use this locale only."""
+    eval_locales: list[str] | Literal["all"] = "all"
+    """Locales evaluated on test; `all` means every locale file found in `path`."""
+    shots: int | None = None
+    """Training examples per intent; None uses all of them."""
+    sample_seed: int | None = None
+    """Seed of the few-shot sample; None means the trial's `seed`."""
+    max_seq_len: int = 64
+    """Tokens per utterance after tokenization, specials included."""
+
+
+@dataclass
+class PromptConfig:
+    kind: PromptKind = "layer"
+    """`layer`: per-layer key/value prefixes; `input`: soft tokens at the input; `none`."""
+    length: int = 16
+    """Prompt tokens P; the paper uses 1, 8, 16 and 100."""
+    dropout: float = 0.1
+    """Dropout on the prompt's prefix vectors."""
+    init_from: str | None = None
+    """APT only: directory of an alignment run's saved prompt."""
+
+
+@dataclass
+class HeadConfig:
+    kind: HeadKind = "vanilla"
+    """`vanilla`: classifier over all intents; `nli`: entailment scorer; `slot`: tagger."""
+    dropout: float = 0.1
+    """Dropout before the head's projection."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-2
+    """Peak learning rate (Adam)."""
+    epochs: int = 30
+    """Upper bound on training epochs; early stopping usually ends sooner."""
+    batch_size: int = 32
+    """Training examples per optimiser step."""
+    warmup_ratio: float = 0.0
+    """Fraction of the total steps spent warming the learning rate up linearly from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    eval_every_epochs: int = 1
+    """English dev is evaluated every this many epochs."""
+    patience: int = 5
+    """Stop after this many dev evaluations without improvement."""
+    eval_batch_size: int = 128
+    """Examples per forward pass in evaluation."""
+
+
+@dataclass
+class SweepConfig:
+    grid: dict[str, list[Any]] = field(default_factory=lambda: {"optim.lr": [1e-2]})
+    """Dotted key -> values; the sweep runs the cross product, once per seed."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds run for every grid point; the paper uses 5."""
+    max_concurrent_trials: int | None = None
+    """Upper bound on trials running at once; None lets the resources decide."""
+
+
+@dataclass
+class ResourcesConfig:
+    cpus_per_trial: float = 1.0
+    """CPUs a trial's training worker asks Ray for; fractions are allowed."""
+    gpus_per_trial: float = 0.0
+    """GPUs a trial's training worker asks Ray for; fractions share one GPU."""
+    num_workers: int = 1
+    """Ray Train workers per trial."""
+
+
+@dataclass
+class StorageConfig:
+    root: str = "runs"
+    """Folder holding run directories; relative paths are relative to the working directory."""
+    name: str | None = None
+    """Run directory name under `root`; None uses the experiment's `name`."""
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    """Names the experiment and, by default, its run directory."""
+    description: str = ""
+    """Free text shown by `xsweep ls`."""
+    method: Method = "pt"
+    """`ft` trains everything; `pt` a fresh prompt; `apt` a prompt from an alignment run."""
+    seed: int = 0
+    """Sets initialisation, data order and dropout of one trial (sweeps set it per trial)."""
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    @property
+    def effective_sample_seed(self) -> int:
+        return self.seed if self.data.sample_seed is None else self.data.sample_seed
+
+    @property
+    def run_name(self) -> str:
+        return self.storage.name or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML experiment, apply dotted overrides, check everything, return the config."""
+    path = Path(path)
+    if not path.is_file():
+        raise XsweepError(
+            f"config file {str(path)!r} does not exist",
+            fix="pass the path of a YAML experiment; `xsweep ls` lists the shipped ones",
+        )
+    text = path.read_text(encoding="utf-8")
+    raw, lines = parse_yaml(text, str(path))
+    for override in overrides:
+        key, value = parse_override(override)
+        set_dotted(raw, key, value, where=f"override {override!r}")
+        lines.pop(key, None)
+    cfg = from_dict(raw, source=str(path), lines=lines)
+    return _resolve_paths(cfg, path.parent)
+
+
+def parse_yaml(text: str, source: str) -> tuple[dict, dict[str, int]]:
+    """Parse YAML safely; return the data and the line (1-based) of every dotted key."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise XsweepError(f"malformed YAML: {problem}", where=where,
+                          fix="fix the YAML syntax at that line (indentation, ':' after keys)") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise XsweepError("the top level must be a mapping of keys to values", where=source,
+                          fix="start the file with keys such as `name:`, `optim:`, `sweep:`")
+    lines: dict[str, int] = {}
+    if node is not None:
+        _collect_lines(node, "", lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        lines[key] = key_node.start_mark.line + 1
+        # Sweep grids hold dotted keys as data, not nesting: keep their lines under the grid.
+        _collect_lines(value_node, key + ".", lines)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`optim.lr=1e-3` -> ("optim.lr", 0.001); the value is read as a YAML scalar or list."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise XsweepError(f"override {text!r} is not of the form key.sub=value",
+                          fix="write overrides like optim.lr=1e-3 or sweep.seeds=[0,1]")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def set_dotted(raw: dict, key: str, value: Any, *, where: str) -> None:
+    """Set `a.b.c` in a nested dict, creating levels; the checks happen in `from_dict`."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise XsweepError(f"cannot set {key!r}: {part!r} is not a section", where=where,
+                              fix=f"check the key; {part!r} holds a value, not sub-keys")
+        node = child
+    node[parts[-1]] = value
+
+
+def with_overrides(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
+    """Return a copy of `cfg` with dotted keys set (the grammar of sweep grids), checked."""
+    raw = to_dict(cfg)
+    for key, value in values.items():
+        set_dotted(raw, key, value, where=f"sweep value {key}={value!r}")
+    return from_dict(raw, source="sweep grid", lines={})
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed conversion
+
+
+def from_dict(raw: dict, *, source: str = "<config>", lines: dict[str, int] | None = None) -> ExperimentConfig:
+    """Build and check an `ExperimentConfig` from plain data."""
+    lines = lines or {}
+    cfg = _build(ExperimentConfig, raw, "", source, lines)
+    _check_combinations(cfg, source, lines)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain data (what `config.yaml` in a run directory holds)."""
+    return copy.deepcopy(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def _where(source: str, lines: dict[str, int], key: str) -> str:
+    line = lines.get(key)
+    return f"{source}:{line} ({key})" if line else f"{source} ({key})"
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str, lines: dict[str, int]) -> Any:
+    section = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise XsweepError(f"{section} must be a mapping, got {type(raw).__name__}",
+                          where=_where(source, lines, prefix.rstrip(".")),
+                          fix=f"write {section} as `key: value` lines")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise XsweepError(f"unknown key {dotted!r}", where=_where(source, lines, dotted),
+                              fix=f"{hint}valid keys in {section}: {', '.join(fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, dotted + ".", source, lines)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted, source, lines)
+    return cls(**kwargs)
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "mapping"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str, lines: dict[str, int]) -> Any:
+    ok, result = _try_coerce(value, hint)
+    if ok:
+        return result
+    raise XsweepError(f"{key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})",
+                      where=_where(source, lines, key),
+                      fix=f"set {key} to {_type_name(hint)}")
+
+
+def _try_coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return True, value
+    if origin is Literal:
+        return (value in args, value)
+    if origin is typing.Union or (origin is not None and type(hint).__name__ == "UnionType"):
+        for arg in args:
+            ok, result = _try_coerce(value, arg)
+            if ok:
+                return True, result
+        return False, None
+    if hint is type(None):
+        return value is None, None
+    if origin is list:
+        if not isinstance(value, list):
+            return False, None
+        items = [_try_coerce(v, args[0]) for v in value]
+        return (all(ok for ok, _ in items), [v for _, v in items])
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, None
+        items = {str(k): _try_coerce(v, args[1]) for k, v in value.items()}
+        return (all(ok for ok, _ in items.values()), {k: v for k, (_, v) in items.items()})
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return (isinstance(value, int) and not isinstance(value, bool), value)
+    if hint is float:
+        # PyYAML reads `1e-3` (no dot) as a string; accept numeric strings for float fields.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, None
+        return False, None
+    if hint is str:
+        return isinstance(value, str), value
+    return isinstance(value, hint), value
+
+
+# ---------------------------------------------------------------------------------------------
+# Combinations
+
+
+def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int]) -> None:
+    def fail(key: str, what: str, fix: str) -> None:
+        raise XsweepError(what, where=_where(source, lines, key), fix=fix)
+
+    o = cfg.optim
+    if not o.lr > 0:
+        fail("optim.lr", f"optim.lr must be positive, got {o.lr}", "use a learning rate such as 1e-2")
+    for key in ("epochs", "batch_size", "eval_every_epochs", "patience", "eval_batch_size"):
+        if getattr(o, key) < 1:
+            fail(f"optim.{key}", f"optim.{key} must be at least 1, got {getattr(o, key)}",
+                 f"set optim.{key} to a positive integer")
+    if not 0 <= o.warmup_ratio < 1:
+        fail("optim.warmup_ratio", f"optim.warmup_ratio must be in [0, 1), got {o.warmup_ratio}",
+             "use a fraction such as 0.1")
+    if o.weight_decay < 0:
+        fail("optim.weight_decay", f"optim.weight_decay must be >= 0, got {o.weight_decay}", "use 0 or more")
+    p = cfg.prompt
+    if p.kind != "none" and p.length < 1:
+        fail("prompt.length", f"prompt.length must be at least 1, got {p.length}",
+             "use 1, 8, 16 or 100 (the paper's lengths), or prompt.kind: none")
+    if not 0 <= p.dropout < 1:
+        fail("prompt.dropout", f"prompt.dropout must be in [0, 1), got {p.dropout}", "use e.g. 0.1")
+    if not 0 <= cfg.head.dropout < 1:
+        fail("head.dropout", f"head.dropout must be in [0, 1), got {cfg.head.dropout}", "use e.g. 0.1")
+    if cfg.method in ("pt", "apt") and p.kind == "none":
+        fail("prompt.kind", f"method {cfg.method} trains a prompt but prompt.kind is 'none'",
+             "set prompt.kind to layer or input, or use method: ft")
+    if cfg.method == "ft" and p.kind != "none":
+        fail("prompt.kind", "method ft fine-tunes the whole backbone and takes no prompt",
+             "set prompt.kind: none for ft, or use method: pt")
+    if cfg.method == "apt" and not p.init_from:
+        fail("prompt.init_from", "method apt starts from an aligned prompt but prompt.init_from is not set",
+             "set prompt.init_from to the directory of an alignment run's saved prompt")
+    if cfg.method != "apt" and p.init_from:
+        fail("prompt.init_from", f"prompt.init_from is only used by method apt, not {cfg.method}",
+             "remove prompt.init_from or use method: apt")
+    d = cfg.data
+    if d.shots is not None and d.shots < 1:
+        fail("data.shots", f"data.shots must be at least 1 (or null for all), got {d.shots}",
+             "use 5, 15 or null")
+    if d.max_seq_len < 4:
+        fail("data.max_seq_len", f"data.max_seq_len must be at least 4, got {d.max_seq_len}", "use e.g. 64")
+    if d.path != "demo" and not Path(d.path).expanduser().exists() and Path(d.path).is_absolute():
+        fail("data.path", f"data folder {d.path!r} does not exist",
+             "point data.path at a MASSIVE folder of <locale>.jsonl files, or use `demo`")
+    s = cfg.sweep
+    if not s.seeds:
+        fail("sweep.seeds", "sweep.seeds is empty", "list at least one seed, e.g. [0, 1, 2, 3, 4]")
+    if len(set(s.seeds)) != len(s.seeds):
+        fail("sweep.seeds", f"sweep.seeds repeats a seed: {s.seeds}", "list each seed once")
+    if s.max_concurrent_trials is not None and s.max_concurrent_trials < 1:
+        fail("sweep.max_concurrent_trials", "sweep.max_concurrent_trials must be at least 1",
+             "use a positive integer or null")
+    for key, values in s.grid.items():
+        gkey = f"sweep.grid.{key}"
+        if key in ("seed", "sweep") or key.startswith("sweep."):
+            fail(gkey, f"{key!r} cannot be a grid key", "list seeds in sweep.seeds instead")
+        if not values:
+            fail(gkey, f"sweep grid {key!r} has no values", "list at least one value")
+        for value in values:
+            # Each grid value must make a valid config on its own (types and combinations).
+            probe = to_dict(cfg)
+            probe["sweep"]["grid"] = {}
+            try:
+                set_dotted(probe, key, value, where=gkey)
+                from_dict(probe, source=source)
+            except XsweepError as exc:
+                fail(gkey, f"sweep grid value {key}={value!r} is invalid: {exc.what}",
+                     exc.fix or "fix the grid value")
+    r = cfg.resources
+    if r.cpus_per_trial <= 0 or r.gpus_per_trial < 0 or r.num_workers < 1:
+        fail("resources", "resources need cpus_per_trial > 0, gpus_per_trial >= 0, num_workers >= 1",
+             "e.g. cpus_per_trial: 1, gpus_per_trial: 0, num_workers: 1")
+
+
+def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Relative data and prompt paths are relative to the config file; check they exist."""
+    if cfg.data.path != "demo":
+        data_path = Path(cfg.data.path).expanduser()
+        if not data_path.is_absolute():
+            data_path = (base / data_path).resolve()
+        if not data_path.exists():
+            raise XsweepError(f"data folder {str(data_path)!r} does not exist", where="data.path",
+                              fix="point data.path at a MASSIVE folder of <locale>.jsonl files "
+                                  "(relative to the config file), or use `demo`")
+        cfg.data.path = str(data_path)
+    if cfg.prompt.init_from:
+        init = Path(cfg.prompt.init_from).expanduser()
+        cfg.prompt.init_from = str(init if init.is_absolute() else (base / init).resolve())
+    return cfg
+
+
+def grid_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """The cross product of the sweep grid, in file order: a list of {dotted key: value}."""
+    points: list[dict[str, Any]] = [{}]
+    for key, values in cfg.sweep.grid.items():
+        points = [{**point, key: value} for point in points for value in values]
+    return points

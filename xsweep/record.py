@@ -1,0 +1,122 @@
+"""The trial record: one JSON file per trial, read by resume, reports and TensorBoard.
+
+A record says which configuration group the trial belongs to (a stable hash of the resolved
+config without learning rate and seed, plus a readable form), its learning rate and seed, how it
+ended, its English dev history and best score, and its per-language test scores once evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from xsweep.atomic import write_json
+from xsweep.errors import XsweepError
+
+Status = Literal["running", "completed", "diverged", "failed", "stopped"]
+STATUSES: tuple[str, ...] = ("running", "completed", "diverged", "failed", "stopped")
+RECORD_FILE = "record.json"
+
+# Keys that say how or where a trial runs, or which grid point of a group it is, not what the
+# configuration is: they stay out of the group key.
+_NOT_IN_GROUP = ("name", "description", "seed", "sweep", "resources", "storage")
+
+
+@dataclass
+class DevPoint:
+    step: int
+    """Optimiser steps taken when dev was evaluated."""
+    epoch: int
+    """Epochs completed when dev was evaluated."""
+    score: float
+    """English dev metric (accuracy for intents)."""
+    train_loss: float
+    """Mean training loss since the previous evaluation."""
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    group_key: str
+    """Stable hash of the resolved config without learning rate and seed."""
+    group_name: str
+    """Readable form of the group: task, method, prompt, shots, backbone."""
+    lr: float
+    seed: int
+    status: Status = "running"
+    metric: str = "accuracy"
+    dev_history: list[DevPoint] = field(default_factory=list)
+    best_dev: float | None = None
+    best_step: int | None = None
+    best_epoch: int | None = None
+    test_scores: dict[str, float] = field(default_factory=dict)
+    """Locale -> test metric of the best checkpoint; empty until evaluated."""
+    error: str | None = None
+    """Why a trial failed or diverged."""
+    train_seconds: float = 0.0
+    """Wall-clock seconds of training and evaluation inside the worker."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The trial's resolved config (lr and seed included)."""
+
+    def add_dev(self, point: DevPoint) -> bool:
+        """Append a dev evaluation; return True if it is a new best (ties keep the earlier)."""
+        self.dev_history.append(point)
+        if self.best_dev is None or point.score > self.best_dev:
+            self.best_dev, self.best_step, self.best_epoch = point.score, point.step, point.epoch
+            return True
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
+        data = dict(data)
+        data["dev_history"] = [DevPoint(**p) for p in data.get("dev_history", [])]
+        return cls(**data)
+
+
+def write_record(record: TrialRecord, trial_dir: Path) -> Path:
+    path = Path(trial_dir) / RECORD_FILE
+    write_json(path, record.to_dict())
+    return path
+
+
+def read_record(path: Path) -> TrialRecord:
+    try:
+        return TrialRecord.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise XsweepError(f"cannot read trial record: {exc}", where=str(path),
+                          fix="delete the trial's folder to re-run it, or restore the file") from None
+
+
+def read_records(run_dir: Path) -> list[TrialRecord]:
+    """Every trial record under `run_dir/trials`, sorted by trial id."""
+    return [read_record(p) for p in sorted(Path(run_dir).glob(f"trials/*/{RECORD_FILE}"))]
+
+
+def group_of(resolved: dict[str, Any]) -> tuple[str, str]:
+    """(group key, readable group name) of a resolved config given as plain data."""
+    keyed = {k: v for k, v in resolved.items() if k not in _NOT_IN_GROUP}
+    keyed["optim"] = {k: v for k, v in keyed.get("optim", {}).items() if k != "lr"}
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+    prompt = resolved.get("prompt", {})
+    data = resolved.get("data", {})
+    shots = data.get("shots")
+    parts = [
+        f"{data.get('dataset', '?')}-{resolved.get('head', {}).get('kind', '?')}",
+        str(resolved.get("method", "?")),
+        "noprompt" if prompt.get("kind") == "none" else f"{prompt.get('kind')}{prompt.get('length')}",
+        f"shots={'all' if shots is None else shots}",
+        str(resolved.get("backbone", {}).get("name", "?")),
+    ]
+    return digest, "/".join(parts)
+
+
+def trial_id_of(group_key: str, lr: float, seed: int, index: int) -> str:
+    """A stable trial name (no timestamps), so a resumed sweep finds its trials again."""
+    return f"t{index:03d}-{group_key[:6]}-lr{lr:g}-s{seed}"

@@ -1,0 +1,149 @@
+"""What a sweep needs before its first trial: data on disk, a backbone, a self-describing run dir.
+
+Done once in the driver, so trials never race to generate demo data or train the built-in model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from xsweep.atomic import write_json
+from xsweep.config import ExperimentConfig
+from xsweep.errors import XsweepError
+from xsweep.paths import REPO_ROOT, cache_dir
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_SPECS = {"tiny": {"layers": 4, "hidden": 128, "heads": 4}}
+DEMO_SEED = 0
+
+
+@dataclass
+class PreparedInputs:
+    data_dir: Path
+    """Local MASSIVE folder of `<locale>.jsonl` files."""
+    eval_locales: list[str]
+    backbone_path: str
+    """Local directory (built-in or user's) or a hub id."""
+    data_files: list[Path]
+
+
+def demo_data_dir(log: Callable[[str], None] = print) -> Path:
+    """The project's own demo data, generated once into the cache."""
+    from xsweep.data.synth import write_demo_data
+
+    root = cache_dir() / "demo-data" / f"seed{DEMO_SEED}"
+    if not (root / "massive").exists():
+        log(f"generating the demo data set into {root}")
+        write_demo_data(root, seed=DEMO_SEED)
+    return root
+
+
+def massive_dir(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
+    if cfg.data.path == "demo":
+        return demo_data_dir(log) / "massive" / "1.1" / "data"
+    path = Path(cfg.data.path)
+    nested = path / "1.1" / "data"
+    return nested if nested.is_dir() else path
+
+
+def available_locales(data_dir: Path) -> list[str]:
+    names = {p.name.split(".jsonl")[0] for p in data_dir.glob("*.jsonl*")}
+    return sorted(names)
+
+
+def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> PreparedInputs:
+    data_dir = massive_dir(cfg, log)
+    found = available_locales(data_dir)
+    if cfg.data.train_locale not in found:
+        raise XsweepError(f"no data file for the training locale {cfg.data.train_locale!r} in {str(data_dir)!r}",
+                          where="data.train_locale",
+                          fix=f"locales found there: {', '.join(found) or 'none'}; "
+                              "`xsweep data download massive` fetches MASSIVE")
+    if cfg.data.eval_locales == "all":
+        eval_locales = found
+    else:
+        missing = [loc for loc in cfg.data.eval_locales if loc not in found]
+        if missing:
+            raise XsweepError(f"no data file for eval locale(s) {', '.join(missing)} in {str(data_dir)!r}",
+                              where="data.eval_locales",
+                              fix=f"locales found there: {', '.join(found)}; remove the others or add their files")
+        eval_locales = list(cfg.data.eval_locales)
+    # The training locale first, as the paper's tables put English first.
+    eval_locales = sorted(eval_locales, key=lambda loc: (loc != cfg.data.train_locale, loc))
+    files = sorted(p for p in data_dir.glob("*.jsonl*")
+                   if p.name.split(".jsonl")[0] in set(eval_locales) | {cfg.data.train_locale})
+    return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
+                          backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
+
+
+def resolve_backbone(cfg: ExperimentConfig, data_dir: Path, log: Callable[[str], None] = print) -> str:
+    name = cfg.backbone.name
+    if not name.startswith(BUILTIN_PREFIX):
+        return name
+    kind = name[len(BUILTIN_PREFIX):]
+    if kind not in BUILTIN_SPECS:
+        raise XsweepError(f"unknown built-in backbone {name!r}", where="backbone.name",
+                          fix=f"use one of {', '.join(BUILTIN_PREFIX + k for k in BUILTIN_SPECS)}, "
+                              "a hub id or a local model directory")
+    from xsweep.data.synth import demo_corpus
+    from xsweep.models.builtin import build_builtin_backbone
+
+    # The built-in model learns its vocabulary and a short MLM pretraining from the demo corpus,
+    # whatever the task data: it is the same model for every experiment, cached once.
+    corpus = demo_corpus(demo_data_dir(log) / "massive" / "1.1" / "data")
+    return str(build_builtin_backbone(corpus, **BUILTIN_SPECS[kind], log=log))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("xsweep", "torch", "transformers", "ray", "datasets", "tokenizers", "optuna", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_manifest(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs) -> Path:
+    """What any table of this run can be traced back to: code, packages, data, command."""
+    manifest = {
+        "experiment": cfg.name,
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "xsweep_git_commit": _git_commit(),
+        "backbone": {"name": cfg.backbone.name, "path": inputs.backbone_path},
+        "data_dir": str(inputs.data_dir),
+        "data_files": {p.name: sha256_of(p) for p in inputs.data_files},
+        "eval_locales": inputs.eval_locales,
+    }
+    path = run_dir / "manifest.json"
+    write_json(path, manifest)
+    return path

@@ -1,0 +1,190 @@
+"""The downstream worker loop: intent classification with a prompt (PT/APT) or fine-tuning (FT).
+
+One trial, read top to bottom in a fixed order: seed, data, model, then per epoch: train steps,
+periodic English dev evaluation, keep the best prompt+head, report, stop on patience or on a
+non-finite loss. At the end the best checkpoint is evaluated on the test set of every locale.
+The loop knows nothing of Ray: `report` is a callable, so the same code runs inside a Ray Train
+worker, in a plain process, or in a test.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from xsweep.atomic import write_json
+from xsweep.config import ExperimentConfig, from_dict
+from xsweep.data.fewshot import sample_few_shot, save_sample
+from xsweep.data.massive import MassiveExample, intent_labels, read_massive
+from xsweep.errors import XsweepError
+from xsweep.models.backbone import load_backbone
+from xsweep.models.prompted import build_intent_model, load_prompt_for_apt, save_trainable
+from xsweep.record import DevPoint, TrialRecord, write_record
+from xsweep.report.tensorboard import TrialWriter
+from xsweep.train.batches import EncodedSplit, encode_split, iter_batches
+from xsweep.train.evaluate import accuracy
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrialSpec:
+    """Everything a worker needs to run one trial; plain data, so it crosses process boundaries."""
+
+    trial_id: str
+    trial_dir: str
+    """Folder of this trial's record, sampled ids, label map and best checkpoint."""
+    tensorboard_dir: str
+    """Folder of this trial's TensorBoard event files."""
+    config: dict[str, Any]
+    """The trial's resolved experiment config (lr and seed set)."""
+    backbone_path: str
+    """Local directory of the backbone (built-in models are built before the sweep starts)."""
+    data_dir: str
+    """Local MASSIVE folder of `<locale>.jsonl` files."""
+    eval_locales: list[str]
+    """Locales evaluated on test with the best checkpoint."""
+    group_key: str
+    group_name: str
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """`seed` sets initialisation, data order and dropout: all three draw from these generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_downstream(spec: TrialSpec, report: Reporter | None = None) -> TrialRecord:
+    """Run one downstream trial and return its record (also written to `spec.trial_dir`)."""
+    report = report or (lambda metrics: None)
+    cfg: ExperimentConfig = from_dict(spec.config, source=f"trial {spec.trial_id}")
+    if cfg.head.kind != "vanilla":
+        raise XsweepError(f"head.kind {cfg.head.kind!r} is not run by the downstream trainer yet",
+                          where=f"trial {spec.trial_id}", fix="use head.kind: vanilla")
+    trial_dir = Path(spec.trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
+                         lr=cfg.optim.lr, seed=cfg.seed, config=spec.config)
+    write_record(record, trial_dir)
+    writer = TrialWriter(Path(spec.tensorboard_dir))
+    started = time.perf_counter()
+    try:
+        _train_and_evaluate(cfg, spec, record, writer, report)
+    except Exception as exc:  # the record must say how the trial ended, whatever ended it
+        record.status = "failed"
+        record.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        record.train_seconds = time.perf_counter() - started
+        write_record(record, trial_dir)
+        writer.close()
+    return record
+
+
+def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRecord,
+                        writer: TrialWriter, report: Reporter) -> None:
+    seed_everything(cfg.seed)
+    device = torch.device("cuda" if cfg.resources.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+    trial_dir = Path(spec.trial_dir)
+    data_dir = Path(spec.data_dir)
+    locale = cfg.data.train_locale
+
+    train_all = read_massive(data_dir, locale, ["train"])
+    labels = intent_labels(train_all)
+    label_index = {name: i for i, name in enumerate(labels)}
+    sample = sample_few_shot(train_all, cfg.data.shots, cfg.effective_sample_seed)
+    save_sample(sample, trial_dir / "few_shot_sample.json")
+    write_json(trial_dir / "labels.json", {"intents": labels})
+    dev = read_massive(data_dir, locale, ["dev"])
+
+    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
+    model = build_intent_model(
+        encoder, method=cfg.method, prompt_kind=cfg.prompt.kind, prompt_length=cfg.prompt.length,
+        num_labels=len(labels), prompt_dropout=cfg.prompt.dropout, head_dropout=cfg.head.dropout,
+        backbone_dropout=cfg.backbone.dropout,
+    )
+    if cfg.method == "apt":
+        load_prompt_for_apt(model, Path(cfg.prompt.init_from))
+    model.to(device)
+
+    encode = lambda rows: encode_split(rows, tokenizer, label_index, cfg.data.max_seq_len)  # noqa: E731
+    train_split, dev_split = encode(sample.examples), encode(dev)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    steps_per_epoch = math.ceil(len(train_split) / cfg.optim.batch_size)
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
+    writer.hparams(spec.config, [f"dev/{locale}/accuracy", "best_dev"])
+
+    order = torch.Generator().manual_seed(cfg.seed)
+    step, since_best, losses = 0, 0, []
+    best_state: dict[str, torch.Tensor] | None = None
+    for epoch in range(1, cfg.optim.epochs + 1):
+        model.train()
+        if not cfg.backbone.dropout and cfg.method != "ft":
+            model.encoder.eval()  # frozen backbone without its own dropout
+        for batch in iter_batches(train_split, cfg.optim.batch_size, shuffle=order, device=device):
+            loss = torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)
+            if not torch.isfinite(loss):
+                record.status = "diverged"
+                record.error = f"training loss became {loss.item()} at step {step + 1} (epoch {epoch})"
+                report({"step": step, "epoch": epoch, "status": "diverged"})
+                return
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(loss.item())
+            writer.scalar("train/loss", losses[-1], step)
+        if epoch % cfg.optim.eval_every_epochs and epoch != cfg.optim.epochs:
+            continue
+        dev_score = accuracy(model, dev_split, cfg.optim.eval_batch_size, device)
+        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        losses = []
+        improved = record.add_dev(DevPoint(step=step, epoch=epoch, score=dev_score, train_loss=mean_loss))
+        writer.scalar(f"dev/{locale}/accuracy", dev_score, step)
+        if improved:
+            since_best = 0
+            best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
+        else:
+            since_best += 1
+        write_record(record, trial_dir)
+        report({"step": step, "epoch": epoch, "train": {"loss": mean_loss},
+                "dev": {locale: {"accuracy": dev_score}}, "best_dev": record.best_dev})
+        if since_best >= cfg.optim.patience:
+            break
+
+    # Evaluate the kept best checkpoint, not the last state.
+    model.load_state_dict(best_state, strict=False)
+    save_trainable(model, trial_dir / "best", meta={"labels": labels, "best_step": record.best_step,
+                                                      "backbone": cfg.backbone.name, **spec.extra_meta})
+    for test_locale in spec.eval_locales:
+        test_rows = read_massive(data_dir, test_locale, ["test"])
+        score = accuracy(model, encode(test_rows), cfg.optim.eval_batch_size, device)
+        record.test_scores[test_locale] = score
+        writer.scalar(f"test/{test_locale}/accuracy", score, record.best_step or step)
+    record.status = "completed"
+    report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "completed",
+            "test": {loc: {"accuracy": s} for loc, s in record.test_scores.items()}})
+
+
+def _linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return factor
+
+
+__all__ = ["TrialSpec", "run_downstream", "seed_everything", "EncodedSplit", "MassiveExample"]
