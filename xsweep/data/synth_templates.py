@@ -44,8 +44,8 @@ FILLERS: dict[str, list[tuple[Filler, ...]]] = {
         ("berlin", "berlin", "berlín", {"loc": "берлине", "gen": "берлина", "nom": "берлин"}, "ベルリン"),
         ("madrid", "madrid", "madrid", {"loc": "мадриде", "gen": "мадрида", "nom": "мадрид"}, "マドリード"),
         ("rome", "rom", "roma", {"loc": "риме", "gen": "рима", "nom": "рим"}, "ローマ"),
-        ("vienna", "wien", "viena", {"loc": "вене", "gen": "вены", "nom": "вену"}, "ウィーン"),
-        ("prague", "prag", "praga", {"loc": "праге", "gen": "праги", "nom": "прагу"}, "プラハ"),
+        ("vienna", "wien", "viena", {"loc": "вене", "gen": "вены", "nom": "вена"}, "ウィーン"),
+        ("prague", "prag", "praga", {"loc": "праге", "gen": "праги", "nom": "прага"}, "プラハ"),
     ],
     "house_place": [
         ("bedroom", "schlafzimmer", "dormitorio", {"loc": "спальне", "acc": "спальню"}, "寝室"),
@@ -298,8 +298,8 @@ INTENTS: list[tuple[str, str, list[tuple[str, ...]]]] = [
         ("i need a cab {date} at {time}", "ich brauche {date} um {time} ein taxi",
          "necesito un taxi {date} a {time}", "мне нужно такси {date} в {time}",
          "{date}{time}にタクシーが必要"),
-        ("get me a taxi to the {house_place}", "hol mir ein taxi zum {house_place}",
-         "consígueme un taxi al {house_place}", "вызови такси к {house_place:acc}",
-         "{house_place}までタクシーを頼んで"),
+        ("i want a taxi ride to {place_name} at {time}", "ich will um {time} mit dem taxi nach {place_name}",
+         "quiero ir en taxi a {place_name} a {time}", "хочу поехать на такси до {place_name:gen} в {time}",
+         "{time}に{place_name}までタクシーで行きたい"),
     ]),
 ]
