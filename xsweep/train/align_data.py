@@ -1,0 +1,153 @@
+"""What alignment pretraining reads: parallel sources, per-step batches, and the `<s>` retrieval probe.
+
+A source is plain data (it crosses into Ray workers and into the run's JSON): XSGD dialogues, two
+line-aligned files, or a TSV. Every source becomes `AlignedDocument`s (xsweep.data.parallel), and
+every epoch draws one pair per document (`epoch_pairs`, fixed by seed and epoch alone). A step's
+global batch is a slice of that list; with N workers, worker r trains rows r, r+N, r+2N, ... of it,
+so the global batch is the same whatever N is, and the shards of one step are disjoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from xsweep.data.parallel import AlignedDocument, AlignmentPair, line_aligned_documents, tsv_documents, xsgd_documents
+from xsweep.errors import XsweepError
+
+SOURCE_KINDS = ("xsgd", "lines", "tsv")
+
+
+@dataclass
+class ParallelSource:
+    """One body of parallel text for alignment."""
+
+    kind: Literal["xsgd", "lines", "tsv"]
+    """`xsgd`: SGD-layout dialogues with `utterance_<code>` fields (documents are dialogues);
+    `lines`: an English file and a target file, line i translating line i; `tsv`: `english<TAB>target`."""
+    path: str
+    """xsgd: the data folder (holding train/ dev/ test/, or a folder above one); lines: the English
+    file; tsv: the file."""
+    target_path: str | None = None
+    """lines only: the target-language file."""
+    lang: str | None = None
+    """lines and tsv: the target language's code (recorded with every pair)."""
+    split: str = "train"
+    """xsgd only: the split read."""
+    targets: str | list[str] = "all"
+    """xsgd only: XSGD codes or MASSIVE locales, or "all" (every language in the files)."""
+    lines_per_document: int = 1
+    """lines and tsv: consecutive lines grouped into one document, so spans of 1-4 can be drawn."""
+
+
+def load_documents(sources: Sequence[ParallelSource | dict]) -> list[AlignedDocument]:
+    """All documents of `sources`, in source order; an empty result is an XsweepError."""
+    if not sources:
+        raise XsweepError("alignment has no parallel data", where="align.sources",
+                          fix="give at least one source: xsgd, lines or tsv")
+    docs: list[AlignedDocument] = []
+    for i, source in enumerate(sources):
+        s = source if isinstance(source, ParallelSource) else ParallelSource(**source)
+        where = f"align.sources[{i}]"
+        if s.kind == "xsgd":
+            docs += xsgd_documents(Path(s.path), s.split, s.targets)
+        elif s.kind == "lines":
+            if not s.target_path or not s.lang:
+                raise XsweepError("a `lines` source needs target_path and lang", where=where,
+                                  fix="give the target-language file and its language code")
+            docs += line_aligned_documents(Path(s.path), Path(s.target_path), s.lang, s.lines_per_document)
+        elif s.kind == "tsv":
+            if not s.lang:
+                raise XsweepError("a `tsv` source needs lang", where=where, fix="give the target language's code")
+            docs += tsv_documents(Path(s.path), s.lang, s.lines_per_document)
+        else:
+            raise XsweepError(f"unknown source kind {s.kind!r}", where=where,
+                              fix=f"use one of: {', '.join(SOURCE_KINDS)}")
+    docs = [d for d in docs if any(seg.strip() for seg in d.source)]  # blank lines carry nothing to learn
+    if not docs:
+        raise XsweepError("the alignment sources hold no documents", where="align.sources",
+                          fix="check the paths, split and target languages")
+    return docs
+
+
+@dataclass
+class EpochPlan:
+    """The steps of one epoch as seen by one worker."""
+
+    steps: int
+    global_batch: int
+    """Pairs per step over all workers (the last incomplete batch of an epoch is dropped, so
+    every step of every worker has the same shape of work and in-batch negatives)."""
+    shards: list[list[AlignmentPair]] = field(default_factory=list)
+    """This worker's pairs of each step."""
+
+
+def plan_epoch(pairs: Sequence[AlignmentPair], batch_size: int, rank: int, world_size: int) -> EpochPlan:
+    """Cut an epoch's pairs into global batches of `batch_size` and keep worker `rank`'s rows."""
+    global_batch = min(batch_size, len(pairs))
+    if global_batch < 2 * world_size:
+        raise XsweepError(
+            f"{len(pairs)} pairs per epoch and batch size {batch_size} leave fewer than 2 pairs per worker "
+            f"for {world_size} workers: the contrastive loss needs in-batch negatives",
+            where="align.batch_size", fix="use more documents, a larger batch, or fewer workers")
+    steps = len(pairs) // global_batch
+    shards = [list(pairs[s * global_batch + rank:(s + 1) * global_batch:world_size]) for s in range(steps)]
+    return EpochPlan(steps=steps, global_batch=global_batch, shards=shards)
+
+
+def shard_digest(shards: Sequence[Sequence[AlignmentPair]]) -> str:
+    """A short hash of which pairs a worker trained on (documents, languages and spans)."""
+    digest = hashlib.sha256()
+    for shard in shards:
+        for p in shard:
+            digest.update(f"{p.doc_id}|{p.lang}|{p.first_segment}|{p.num_segments}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def encode_pairs(tokenizer, pairs: Sequence[AlignmentPair], max_seq_len: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tokenize x (English) and y (target) of every pair, each side padded to its own longest row.
+
+    Returns x_ids, x_mask: (B, Tx) and y_ids, y_mask: (B, Ty); row i of y translates row i of x.
+    """
+    x = tokenizer([p.source for p in pairs], truncation=True, max_length=max_seq_len, padding=True,
+                  return_tensors="pt")
+    y = tokenizer([p.target for p in pairs], truncation=True, max_length=max_seq_len, padding=True,
+                  return_tensors="pt")
+    return x["input_ids"], x["attention_mask"], y["input_ids"], y["attention_mask"]
+
+
+@torch.no_grad()
+def first_token_states(encoder, prompt, tokenizer, texts: Sequence[str], *, max_seq_len: int = 128,
+                       batch_size: int = 64, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`<s>` states (N, H) of `texts` through the encoder with `prompt` (None: no prompt), in eval mode."""
+    from xsweep.models.prompts import encode
+
+    modules = [m for m in (encoder, prompt) if m is not None]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_seq_len,
+                            padding=True, return_tensors="pt")
+            hidden = encode(encoder, prompt, enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            out.append(hidden[:, 0].float().cpu())
+        return torch.cat(out)
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def retrieval_accuracy_between(encoder, prompt, tokenizer, queries: Sequence[str], candidates: Sequence[str],
+                               **kwargs) -> float:
+    """Tatoeba accuracy: query i's nearest candidate by cosine of `<s>` must be candidate i."""
+    from xsweep.metrics import retrieval_accuracy
+
+    return retrieval_accuracy(first_token_states(encoder, prompt, tokenizer, queries, **kwargs),
+                              first_token_states(encoder, prompt, tokenizer, candidates, **kwargs))
