@@ -98,7 +98,7 @@ def load_backbone(name_or_path: str, *, attn_implementation: str | None = None
                           fix=f"use one of: {', '.join(SUPPORTED_ATTENTION)} (or leave it unset)")
     path = Path(name_or_path).expanduser()
     if _looks_like_path(name_or_path) and not path.is_dir():
-        raise XsweepError(f"backbone folder {str(path)!r} does not exist", where="backbone.name",
+        raise XsweepError(f"backbone folder {name_or_path!r} does not exist", where="backbone.name",
                           fix="pass a folder holding config.json and the weights, or a hub id")
     if path.is_dir():
         return _load(str(path), attn_implementation, local_only=True, hub_id=None)
