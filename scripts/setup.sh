@@ -6,17 +6,18 @@
 #   XSWEEP_EXTRAS  extras to install (default: test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# This machine's pip configuration warns about every missing local index entry; keep real errors.
+quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 XSWEEP_EXTRAS=${XSWEEP_EXTRAS:-test}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing $TORCH_SPEC"
   # shellcheck disable=SC2086
-  .venv/bin/python -m pip install -q $TORCH_SPEC
+  quiet .venv/bin/python -m pip install -q $TORCH_SPEC
 fi
 echo "setup: installing xsweep[$XSWEEP_EXTRAS] and its dependencies"
-.venv/bin/python -m pip install -q -e ".[$XSWEEP_EXTRAS]"
+quiet .venv/bin/python -m pip install -q -e ".[$XSWEEP_EXTRAS]"

@@ -16,11 +16,20 @@ from typing import Callable
 
 from xsweep.atomic import write_json
 from xsweep.config import ExperimentConfig
+from xsweep.data.massive import available_locales, locale_file
 from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT, cache_dir
+from xsweep.sweep.preflight import check_aligned_prompts, check_backbone, check_data
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_SPECS = {"tiny": {"layers": 4, "hidden": 128, "heads": 4}}
+# Built-in backbones: XLM-R architecture, tokenizer and MLM pretraining from the demo corpus.
+# `tiny` is the quickstart's: its MLM pretraining is what makes the frozen model worth prompting
+# (PT on the demo data, one seed: 39% English test after 600 steps, 63% after 1200, 89% after 2400). `micro` is
+# for tests of the plumbing, where learning is not the point and seconds count.
+BUILTIN_SPECS = {
+    "tiny": {"layers": 4, "hidden": 128, "heads": 4, "pretrain_steps": 2400},
+    "micro": {"layers": 2, "hidden": 64, "heads": 2, "pretrain_steps": 150},
+}
 DEMO_SEED = 0
 
 
@@ -36,26 +45,18 @@ class PreparedInputs:
 
 def demo_data_dir(log: Callable[[str], None] = print) -> Path:
     """The project's own demo data, generated once into the cache."""
-    from xsweep.data.synth import write_demo_data
+    from xsweep.data.synth import ensure_demo_data
 
     root = cache_dir() / "demo-data" / f"seed{DEMO_SEED}"
-    if not (root / "massive").exists():
-        log(f"generating the demo data set into {root}")
-        write_demo_data(root, seed=DEMO_SEED)
-    return root
+    if not root.exists():
+        log(f"xsweep: generating the demo data set into {root}")
+    return ensure_demo_data(root, seed=DEMO_SEED)
 
 
 def massive_dir(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.data.path == "demo":
         return demo_data_dir(log) / "massive" / "1.1" / "data"
-    path = Path(cfg.data.path)
-    nested = path / "1.1" / "data"
-    return nested if nested.is_dir() else path
-
-
-def available_locales(data_dir: Path) -> list[str]:
-    names = {p.name.split(".jsonl")[0] for p in data_dir.glob("*.jsonl*")}
-    return sorted(names)
+    return Path(cfg.data.path)  # read_massive accepts the locale folder, 1.1/data/ or the tarball
 
 
 def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> PreparedInputs:
@@ -77,8 +78,12 @@ def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
         eval_locales = list(cfg.data.eval_locales)
     # The training locale first, as the paper's tables put English first.
     eval_locales = sorted(eval_locales, key=lambda loc: (loc != cfg.data.train_locale, loc))
-    files = sorted(p for p in data_dir.glob("*.jsonl*")
-                   if p.name.split(".jsonl")[0] in set(eval_locales) | {cfg.data.train_locale})
+    files = [locale_file(data_dir, loc) for loc in sorted(set(eval_locales) | {cfg.data.train_locale})]
+    # Bad data, shots or aligned prompts fail here, in the driver, before any trial starts.
+    check_data(cfg, data_dir, eval_locales)
+    check_aligned_prompts(cfg)
+    if not cfg.backbone.name.startswith(BUILTIN_PREFIX):
+        check_backbone(cfg.backbone.name)
     return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
                           backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
 
