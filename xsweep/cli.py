@@ -6,6 +6,7 @@ Every user-fixable problem is an `XsweepError`: printed as what / where / how to
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -76,7 +77,11 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from xsweep.data.synth import write_demo_data
 
-    out = Path(args.out)
+    out = Path(args.out).absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise XsweepError(f"{str(existing)!r} is a file, not a folder", where="--out",
+                          fix="choose a new folder for the demo data")
     if out.exists() and any(out.iterdir()):
         raise XsweepError(f"{str(out)!r} exists and is not empty", where="--out",
                           fix="choose a new folder; the generator never overwrites data")
@@ -136,6 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors of the machine rather than of xsweep: reported like bad inputs, without a traceback.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free disk space (or choose storage.root on a larger disk)",
+    errno.EFBIG: "the file-size limit was reached: raise it (`ulimit -f`) or free space",
+    errno.EDQUOT: "the disk quota is used up: free space or ask for more",
+    errno.EROFS: "the file system is read-only: choose a writable storage.root",
+    errno.EACCES: "check the folder's permissions, or choose another storage.root",
+    errno.EPERM: "check the folder's permissions, or choose another storage.root",
+    errno.EIO: "the disk reported an I/O error: check it, then resume with --resume",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+}
+
+
+def _environment_error(exc: OSError) -> XsweepError:
+    """An XsweepError naming the file a write failed on (the real name, not its temporary one)."""
+    name = exc.filename
+    if name:
+        path = Path(name)
+        # atomic writes go through `.<name>.<random>.tmp` beside the real file
+        if path.name.startswith(".") and path.name.endswith(".tmp") and path.name.count(".") >= 3:
+            path = path.with_name(path.name[1:].rsplit(".", 2)[0])
+        name = str(path)
+    return XsweepError(f"cannot write or read a file: {exc.strerror or exc}", where=name,
+                       fix=_ENVIRONMENT_ERRNOS[exc.errno] + "; nothing half-written was kept "
+                       "(files are replaced atomically), so `xsweep run ... --resume` continues a run")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -143,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     except XsweepError as exc:
         print(f"xsweep: error: {exc.message}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"xsweep: error: {_environment_error(exc).message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xsweep: interrupted; finished trials are kept: `xsweep run <config> --resume` continues",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

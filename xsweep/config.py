@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from xsweep.errors import XsweepError
+from xsweep.languages import check_locale
 
 HeadKind = Literal["vanilla", "nli", "slot"]
 Method = Literal["ft", "pt", "apt"]
@@ -67,6 +68,12 @@ class PromptConfig:
     """Prompt tokens P; the paper uses 1, 8, 16 and 100."""
     dropout: float = 0.1
     """Dropout on the prompt's prefix vectors."""
+    shift_positions: bool = True
+    """Layer prompts: shift the real tokens' position ids by P, as the authors' code does
+    (their prefix counts as past tokens); False keeps the positions of an unprompted input."""
+    reparam_hidden: int | None = None
+    """Layer prompts: train a P x hidden table through a Linear-tanh-Linear of this width
+    (P-tuning v2's reparameterisation); None trains the per-layer prefixes directly."""
     init_from: str | None = None
     """APT only: directory of an alignment run's saved prompt."""
 
@@ -167,8 +174,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             f"config file {str(path)!r} does not exist",
             fix="pass the path of a YAML experiment; `xsweep ls` lists the shipped ones",
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise XsweepError(f"cannot read the config file: {exc}", where=str(path),
+                          fix="pass a readable UTF-8 YAML file") from None
     raw, lines = parse_yaml(text, str(path))
+    if not raw:  # blank or comments only: running the defaults would not be what was meant
+        raise XsweepError("the config file is empty", where=str(path),
+                          fix="write an experiment (copy experiments/quickstart.yaml and edit it)")
     for override in overrides:
         key, value = parse_override(override)
         set_dotted(raw, key, value, where=f"override {override!r}")
@@ -181,7 +195,13 @@ def parse_yaml(text: str, source: str) -> tuple[dict, dict[str, int]]:
     """Parse YAML safely; return the data and the line (1-based) of every dotted key."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text)  # never yaml.load: a config is data, not Python objects
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise XsweepError(f"YAML tag not allowed: {exc.problem}",
+                          where=f"{source}:{mark.line + 1}" if mark else source,
+                          fix="configs are plain data (mappings, lists, numbers, strings); "
+                              "remove the `!!` tag") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -195,18 +215,23 @@ def parse_yaml(text: str, source: str) -> tuple[dict, dict[str, int]]:
                           fix="start the file with keys such as `name:`, `optim:`, `sweep:`")
     lines: dict[str, int] = {}
     if node is not None:
-        _collect_lines(node, "", lines)
+        _collect_lines(node, "", lines, source)
     return data, lines
 
 
-def _collect_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+def _collect_lines(node: yaml.Node, prefix: str, lines: dict[str, int], source: str) -> None:
     if not isinstance(node, yaml.MappingNode):
         return
+    seen: set[str] = set()
     for key_node, value_node in node.value:
         key = f"{prefix}{key_node.value}"
+        if key in seen:  # YAML itself would keep the last value silently
+            raise XsweepError(f"key {key!r} appears twice", where=f"{source}:{key_node.start_mark.line + 1}",
+                              fix=f"keep one {key!r}; the earlier one is at line {lines[key]}")
+        seen.add(key)
         lines[key] = key_node.start_mark.line + 1
         # Sweep grids hold dotted keys as data, not nesting: keep their lines under the grid.
-        _collect_lines(value_node, key + ".", lines)
+        _collect_lines(value_node, key + ".", lines, source)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -406,6 +431,15 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if d.shots is not None and d.shots < 1:
         fail("data.shots", f"data.shots must be at least 1 (or null for all), got {d.shots}",
              "use 5, 15 or null")
+    for key, codes in (("data.train_locale", [d.train_locale]),
+                       ("data.eval_locales", [] if d.eval_locales == "all" else d.eval_locales)):
+        for code in codes:
+            try:
+                check_locale(code)
+            except XsweepError as exc:  # a typo must not silently drop a language from a sweep
+                fail(key, f"{key}: {exc.what}", exc.fix or "use a MASSIVE locale")
+    if d.eval_locales != "all" and not d.eval_locales:
+        fail("data.eval_locales", "data.eval_locales is empty", "list locales, e.g. [en-US, de-DE], or use all")
     if d.max_seq_len < 4:
         fail("data.max_seq_len", f"data.max_seq_len must be at least 4, got {d.max_seq_len}", "use e.g. 64")
     if d.path != "demo" and not Path(d.path).expanduser().exists() and Path(d.path).is_absolute():

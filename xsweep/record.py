@@ -61,6 +61,10 @@ class TrialRecord:
     """Wall-clock seconds of training and evaluation inside the worker."""
     config: dict[str, Any] = field(default_factory=dict)
     """The trial's resolved config (lr and seed included)."""
+    resumed_at: list[int] = field(default_factory=list)
+    """Optimiser steps at which the trial resumed from its checkpoint after an interruption."""
+    worker: str | None = None
+    """`host:pid` of the process that last ran the trial (which machine to look at)."""
 
     def add_dev(self, point: DevPoint) -> bool:
         """Append a dev evaluation; return True if it is a new best (ties keep the earlier)."""

@@ -8,13 +8,15 @@ This module and `sweep/` are the only places that import Ray Tune.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, with_overrides
 from xsweep.errors import XsweepError
-from xsweep.record import RECORD_FILE, group_of, read_records, trial_id_of
+from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
+from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, prepare_inputs, write_manifest
 from xsweep.train.downstream import TrialSpec
 
@@ -59,15 +61,25 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
               log: Log = print) -> tuple[Path, list[str]]:
     """Run every trial of `cfg`'s grid not yet finished; return the run directory and failed trials."""
     run_dir = run_dir_of(cfg)
-    _claim_run_dir(run_dir, cfg, resume)
+    # Everything that can be wrong with the inputs is found before Ray starts or a file is written.
+    check_address(address or os.environ.get("RAY_ADDRESS"))
+    check_storage(run_dir)
+    _check_existing_run(run_dir, cfg, resume)
     inputs = prepare_inputs(cfg, log=log)
-    write_manifest(run_dir, cfg, inputs)
     specs = plan_trials(cfg, run_dir, inputs)
     pending = [s for s in specs if not _completed(Path(s.trial_dir))]
+    created = _claim_run_dir(run_dir, cfg, inputs)
+    if pending:
+        try:
+            start_ray(address)
+        except XsweepError:  # a cluster that refuses us (auth, versions) leaves no run directory
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     log(f"run directory: {run_dir}")
     log(f"{len(specs)} trials ({len(grid_points(cfg))} grid points x {len(cfg.sweep.seeds)} seeds); "
         f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
-    failed = _run_on_ray(cfg, run_dir, pending, address=address, log=log) if pending else []
+    failed = _run_on_ray(cfg, run_dir, pending, log=log) if pending else []
     return run_dir, failed
 
 
@@ -83,7 +95,7 @@ def describe_plan(cfg: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
+def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
     config_file = run_dir / "config.yaml"
     if config_file.exists() and not resume:
         raise XsweepError(f"run directory {str(run_dir)!r} already holds a run",
@@ -94,38 +106,43 @@ def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
             raise XsweepError(f"--resume: the config differs from the one {str(run_dir)!r} was started with",
                               where=str(config_file),
                               fix="resume with the same config and overrides, or use a new storage.name")
+
+
+def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs) -> bool:
+    """Create the run directory with its config and manifest; on failure leave nothing new behind.
+    Returns whether the directory is new."""
+    from xsweep.atomic import write_text
+
+    config_file = run_dir / "config.yaml"
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        if not config_file.exists():
+            write_text(config_file, dump_yaml(cfg))
+        write_manifest(run_dir, cfg, inputs)
     except OSError as exc:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise XsweepError(f"cannot write the run directory {str(run_dir)!r}: {exc.strerror or exc}",
                           where="storage.root",
-                          fix="set storage.root to a writable folder (e.g. storage.root=runs)") from None
-    if not config_file.exists():
-        from xsweep.atomic import write_text
-
-        write_text(config_file, dump_yaml(cfg))
+                          fix="set storage.root to a writable folder with free space "
+                              "(e.g. storage.root=runs)") from None
+    return created
 
 
 def _completed(trial_dir: Path) -> bool:
     record = trial_dir / RECORD_FILE
     if not record.exists():
         return False
-    from xsweep.record import read_record
-
     return read_record(record).status in ("completed", "diverged")
 
 
-def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
-                address: str | None, log: Log) -> list[str]:
+def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *, log: Log) -> list[str]:
     from ray import tune
 
     from xsweep.sweep.progress import ProgressPrinter
-    from xsweep.sweep.trial import trial_driver
+    from xsweep.sweep.trial import TUNE_MAX_FAILURES, trial_driver
 
-    start_ray(address)
     resources = cfg.resources
     tuner = tune.Tuner(
         # The driver only waits on its trainer; the trainer's workers hold the real resources.
@@ -137,14 +154,29 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
                                     trial_name_creator=lambda t: t.config["spec"]["trial_id"],
                                     trial_dirname_creator=lambda t: t.config["spec"]["trial_id"]),
         run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=TUNE_MAX_FAILURES),
                                   callbacks=[ProgressPrinter(log)]),
     )
     results = tuner.fit()
+    crashed = {result.config["spec"]["trial_id"]: result.error for result in results}
+    reported = {result.config["spec"]["trial_id"]: (result.metrics or {}).get("error") for result in results}
     failed = []
-    for result in results:
-        if result.error is not None:
-            failed.append(result.config["spec"]["trial_id"])
-            log(f"trial {failed[-1]} failed: {_first_line(result.error)}")
+    # The trial records say how each trial ended; Ray's result adds the error of a crashed one.
+    for spec in specs:
+        record_path = Path(spec.trial_dir) / RECORD_FILE
+        record = read_record(record_path) if record_path.exists() else None
+        if record is not None and record.status in ("completed", "diverged"):
+            continue
+        failed.append(spec.trial_id)
+        if record is not None and record.error:
+            why = record.error  # one line, or an XsweepError's what/where/fix
+        elif reported.get(spec.trial_id):
+            why = reported[spec.trial_id]  # an XsweepError the worker met before it had a record
+        elif crashed.get(spec.trial_id) is not None:
+            why = _first_line(crashed[spec.trial_id])  # the exception line of Ray's traceback
+        else:
+            why = "no record was written" if record is None else f"it ended {record.status}, with no error"
+        log(f"trial {spec.trial_id} failed: {why}")
     return failed
 
 

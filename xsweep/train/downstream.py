@@ -1,16 +1,26 @@
 """The downstream worker loop: intent classification with a prompt (PT/APT) or fine-tuning (FT).
 
 One trial, read top to bottom in a fixed order: seed, data, model, then per epoch: train steps,
-periodic English dev evaluation, keep the best prompt+head, report, stop on patience or on a
-non-finite loss. At the end the best checkpoint is evaluated on the test set of every locale.
+periodic English dev evaluation, keep the best prompt+head, checkpoint, report, stop on patience
+or on a non-finite loss. At the end the best checkpoint is evaluated on the test set of every
+locale.
+
+Every dev evaluation also writes `checkpoint.pt` into the trial directory (atomically): the
+trained tensors, the best ones so far, optimiser, scheduler, every random-number generator and
+the record. A trial started again (a killed worker retried by Ray, or `xsweep run --resume`)
+continues from it and ends exactly where an uninterrupted trial would have.
+
 The loop knows nothing of Ray: `report` is a callable, so the same code runs inside a Ray Train
 worker, in a plain process, or in a test.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from xsweep.atomic import write_json
+from xsweep.atomic import atomic_path, write_json
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.data.fewshot import sample_few_shot, save_sample
 from xsweep.data.massive import MassiveExample, intent_labels, read_massive
@@ -32,6 +42,8 @@ from xsweep.train.batches import EncodedSplit, encode_split, iter_batches
 from xsweep.train.evaluate import accuracy
 
 Reporter = Callable[[dict[str, Any]], None]
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -73,25 +85,47 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None) -> TrialReco
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
-                         lr=cfg.optim.lr, seed=cfg.seed, config=spec.config)
-    write_record(record, trial_dir)
-    writer = TrialWriter(Path(spec.tensorboard_dir))
-    started = time.perf_counter()
+                         lr=cfg.optim.lr, seed=cfg.seed, config=spec.config,
+                         worker=f"{socket.gethostname()}:{os.getpid()}")
     try:
-        _train_and_evaluate(cfg, spec, record, writer, report)
+        checkpoint = _read_checkpoint(trial_dir / CHECKPOINT_FILE, spec)
+    except XsweepError as exc:
+        record.status, record.error = "failed", exc.message
+        write_record(record, trial_dir)
+        raise
+    if checkpoint is None:
+        write_record(record, trial_dir)  # a resumed trial keeps its record until it has more to say
+    writer = TrialWriter(Path(spec.tensorboard_dir))
+    clock = _Clock()
+    try:
+        _train_and_evaluate(cfg, spec, record, writer, report, checkpoint, clock)
     except Exception as exc:  # the record must say how the trial ended, whatever ended it
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        record.train_seconds = time.perf_counter() - started
+        record.train_seconds = clock.total()
         write_record(record, trial_dir)
-        writer.close()
+        writer.close(record.status)  # marks the HParams session as completed, failed or diverged
+    if record.status in ("completed", "diverged"):
+        # Final: the best prompt and head are in best/, and a finished trial is never resumed.
+        (trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return record
 
 
+class _Clock:
+    """Seconds of work on a trial, summed over its interrupted and resumed parts."""
+
+    def __init__(self) -> None:
+        self.before, self.started = 0.0, time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
 def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRecord,
-                        writer: TrialWriter, report: Reporter) -> None:
+                        writer: TrialWriter, report: Reporter, checkpoint: dict[str, Any] | None,
+                        clock: _Clock) -> None:
     seed_everything(cfg.seed)
     device = torch.device("cuda" if cfg.resources.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
     trial_dir = Path(spec.trial_dir)
@@ -110,7 +144,8 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     model = build_intent_model(
         encoder, method=cfg.method, prompt_kind=cfg.prompt.kind, prompt_length=cfg.prompt.length,
         num_labels=len(labels), prompt_dropout=cfg.prompt.dropout, head_dropout=cfg.head.dropout,
-        backbone_dropout=cfg.backbone.dropout,
+        backbone_dropout=cfg.backbone.dropout, shift_positions=cfg.prompt.shift_positions,
+        reparam_hidden=cfg.prompt.reparam_hidden,
     )
     if cfg.method == "apt":
         load_prompt_for_apt(model, Path(cfg.prompt.init_from))
@@ -124,15 +159,20 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
-    writer.hparams(spec.config, [f"dev/{locale}/accuracy", "best_dev"])
+    writer.hparams(spec.config, [f"dev/{locale}/accuracy", "best_dev",
+                                 *(f"test/{loc}/accuracy" for loc in spec.eval_locales)])
 
     order = torch.Generator().manual_seed(cfg.seed)
-    step, since_best, losses = 0, 0, []
+    step, since_best, losses, epoch = 0, 0, [], 0
     best_state: dict[str, torch.Tensor] | None = None
-    for epoch in range(1, cfg.optim.epochs + 1):
-        model.train()
-        if not cfg.backbone.dropout and cfg.method != "ft":
-            model.encoder.eval()  # frozen backbone without its own dropout
+    if checkpoint is not None:
+        # Last, so that the random-number generators are those of the moment it was saved.
+        epoch, step, since_best, best_state = _restore(checkpoint, model, optimizer, scheduler, order,
+                                                       record, clock)
+    for epoch in range(epoch + 1, cfg.optim.epochs + 1):
+        if since_best >= cfg.optim.patience:
+            break  # a trial resumed after its last evaluation: training had already stopped
+        model.train()  # the model keeps a frozen backbone in eval mode if backbone.dropout is off
         for batch in iter_batches(train_split, cfg.optim.batch_size, shuffle=order, device=device):
             loss = torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)
             if not torch.isfinite(loss):
@@ -159,6 +199,9 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
         else:
             since_best += 1
+        _write_checkpoint(trial_dir / CHECKPOINT_FILE, model=model, best_state=None if improved else best_state,
+                          optimizer=optimizer, scheduler=scheduler, order=order, epoch=epoch, step=step,
+                          since_best=since_best, record=record, clock=clock)
         write_record(record, trial_dir)
         report({"step": step, "epoch": epoch, "train": {"loss": mean_loss},
                 "dev": {locale: {"accuracy": dev_score}}, "best_dev": record.best_dev})
@@ -174,9 +217,95 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         score = accuracy(model, encode(test_rows), cfg.optim.eval_batch_size, device)
         record.test_scores[test_locale] = score
         writer.scalar(f"test/{test_locale}/accuracy", score, record.best_step or step)
+    writer.scalar("best_dev", record.best_dev, record.best_step)
     record.status = "completed"
     report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "completed",
             "test": {loc: {"accuracy": s} for loc, s in record.test_scores.items()}})
+
+
+def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
+                      optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Generator, epoch: int,
+                      step: int, since_best: int, record: TrialRecord, clock: _Clock) -> None:
+    """Everything needed to continue the trial bit for bit, in one file replaced atomically.
+
+    `best_state` None means the best is the current state (stored once, not twice). Only tensors
+    and plain Python values go in, so `torch.load(weights_only=True)` reads it without unpickling
+    arbitrary objects.
+    """
+    snapshot = dict(record.to_dict(), train_seconds=clock.total())
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": json.dumps(record.config, sort_keys=True),
+        "epoch": epoch, "step": step, "since_best": since_best,
+        "trainable": {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()},
+        "best": None if best_state is None else {k: v.detach().cpu() for k, v in best_state.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(order),
+        "record": json.dumps(snapshot),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_checkpoint(path: Path, spec: TrialSpec) -> dict[str, Any] | None:
+    """The trial's checkpoint, or None if it has none. Read with `weights_only=True`: a file that
+    would need arbitrary unpickling is refused, never executed."""
+    if not path.is_file():
+        return None
+    fix = f"delete {path.name} to restart this trial from its beginning"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file gets the same answer
+        raise XsweepError(f"cannot read the trial checkpoint safely: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}", where=str(path), fix=fix) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise XsweepError("the trial checkpoint is not one this version of xsweep writes", where=str(path), fix=fix)
+    if state["config"] != json.dumps(spec.config, sort_keys=True):
+        raise XsweepError("the trial checkpoint was written for another configuration", where=str(path), fix=fix)
+    return state
+
+
+def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             order: torch.Generator, record: TrialRecord, clock: _Clock
+             ) -> tuple[int, int, int, dict[str, torch.Tensor]]:
+    """Load a checkpoint into the freshly built trial; returns (epoch, step, since_best, best state)."""
+    model.load_state_dict(state["trainable"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    best = state["best"] if state["best"] is not None else {k: v.clone() for k, v in state["trainable"].items()}
+    saved = TrialRecord.from_dict(json.loads(state["record"]))
+    for name in ("dev_history", "best_dev", "best_step", "best_epoch", "resumed_at"):
+        setattr(record, name, getattr(saved, name))
+    record.resumed_at.append(state["step"])
+    clock.before = saved.train_seconds
+    _set_rng_state(state["rng"], order)
+    return state["epoch"], state["step"], state["since_best"], best
+
+
+def _rng_state(order: torch.Generator) -> dict[str, Any]:
+    """Every generator the loop draws from: data order, dropout (torch), and Python's and NumPy's."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "order": order.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached": cached},
+    }
+
+
+def _set_rng_state(rng: dict[str, Any], order: torch.Generator) -> None:
+    order.set_state(rng["order"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = rng["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
 
 
 def _linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], float]:

@@ -1,0 +1,234 @@
+"""Killing real processes of a running sweep: the driver (`xsweep run`) and a training worker.
+
+The sweep's driver runs as `python -m xsweep run ... --address <the test session's Ray>`, a real
+process on the shared session cluster (tests/conftest.py's `ray_session`), so that it can be
+killed with SIGKILL like a cancelled job. The uninterrupted reference is the same trial loop run
+in-process with the same seeds and one thread, as a Ray worker with cpus_per_trial 1 runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from xsweep.config import load_config
+from xsweep.paths import REPO_ROOT
+from xsweep.record import read_record, read_records
+from xsweep.report.select import summarise
+from xsweep.sweep.prepare import prepare_inputs
+from xsweep.sweep.runner import plan_trials
+from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream
+
+pytestmark = [pytest.mark.ray]
+
+# Long enough (about 0.1 s an epoch) to be caught mid-trial, short enough for a test.
+EXPERIMENT = """\
+name: {name}
+method: pt
+backbone: {{name: "builtin:micro"}}
+data: {{path: demo, max_seq_len: 32, shots: 5, eval_locales: [en-US, de-DE]}}
+prompt: {{kind: layer, length: 4}}
+optim: {{epochs: {epochs}, batch_size: 16, patience: 1000}}
+sweep:
+  grid: {{optim.lr: [{lrs}]}}
+  seeds: [{seeds}]
+  max_concurrent_trials: 1
+resources: {{cpus_per_trial: 1}}
+storage: {{root: {root}}}
+"""
+
+
+def write_experiment(folder: Path, name: str, *, lrs: str, seeds: str, epochs: int) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(EXPERIMENT.format(name=name, lrs=lrs, seeds=seeds, epochs=epochs, root=folder / "runs"))
+    return path
+
+
+def start_driver(config: Path, address: str, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "xsweep", "run", str(config), "--address", address, *extra],
+                            cwd=REPO_ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def records_now(run_dir: Path) -> dict[str, object]:
+    out = {}
+    for path in run_dir.glob("trials/*/record.json"):
+        try:
+            out[path.parent.name] = read_record(path)
+        except Exception:  # noqa: BLE001 - never torn (atomic), but a trial may be mid-creation
+            pass
+    return out
+
+
+def wait_for(condition, what: str, timeout_s: float, log: Path, every_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    pytest.fail(f"timed out waiting for {what}; driver log:\n{log.read_text()[-3000:]}")
+
+
+def wait_until_idle(ray, log: Path) -> None:
+    """The killed driver's trials are gone once the session's CPUs are all free again."""
+    total = ray.cluster_resources().get("CPU", 0)
+    wait_for(lambda: ray.available_resources().get("CPU", 0) >= total - 1e-6, "the killed job's workers to exit",
+             90, log, every_s=0.5)
+
+
+def reference(config: Path, folder: Path) -> Path:
+    """The same trials, uninterrupted, run in-process into `folder` (one thread, as in a worker)."""
+    cfg = load_config(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for spec in plan_trials(cfg, folder, prepare_inputs(cfg, log=lambda _: None)):
+            run_downstream(spec)
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+def history(record) -> list[float]:
+    return [x for p in record.dev_history for x in (p.step, p.epoch, p.score, p.train_loss)]
+
+
+def same_table(run_dir: Path, reference_dir: Path) -> None:
+    [got], [want] = summarise(read_records(run_dir)), summarise(read_records(reference_dir))
+    assert got.chosen_lr == want.chosen_lr and got.seeds_used == want.seeds_used
+    assert got.avg == pytest.approx(want.avg, abs=1e-6) and got.std == pytest.approx(want.std, abs=1e-6)
+    for locale, score in want.per_language.items():
+        assert got.per_language[locale].mean == pytest.approx(score.mean, abs=1e-6), locale
+
+
+@pytest.fixture(scope="module")
+def address(ray_session) -> str:
+    return ray_session.get_runtime_context().gcs_address
+
+
+# --- the driver is killed, then resumed --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory, ray_session, address):
+    folder = tmp_path_factory.mktemp("driver-killed")
+    config = write_experiment(folder, "cut", lrs="0.03", seeds="0, 1", epochs=40)
+    prepare_inputs(load_config(config), log=lambda _: None)  # the cache the subprocesses reuse
+    run_dir, log = folder / "runs" / "cut", folder / "driver.log"
+
+    driver = start_driver(config, address, log)
+
+    def one_done_one_cut() -> dict | None:
+        records = records_now(run_dir)
+        done = [r for r in records.values() if r.status == "completed"]
+        running = [r for r in records.values() if r.status == "running" and len(r.dev_history) >= 3]
+        return {"done": done[0], "cut": running[0]} if done and running else None
+
+    state = wait_for(one_done_one_cut, "one finished trial and one with 3 evaluations", 180, log)
+    driver.send_signal(signal.SIGKILL)
+    assert driver.wait(timeout=30) == -signal.SIGKILL
+    wait_until_idle(ray_session, log)
+
+    done_path = run_dir / "trials" / state["done"].trial_id / "record.json"
+    cut_dir = run_dir / "trials" / state["cut"].trial_id
+    before = {"done_bytes": done_path.read_bytes(), "done_mtime": done_path.stat().st_mtime_ns,
+              "cut": read_record(cut_dir / "record.json"), "cut_has_checkpoint": (cut_dir / CHECKPOINT_FILE).is_file()}
+
+    resumed = start_driver(config, address, log, "--resume")
+    assert resumed.wait(timeout=300) == 0, log.read_text()[-3000:]
+    return {"run_dir": run_dir, "done_path": done_path, "cut_dir": cut_dir, "before": before, "log": log,
+            "reference": reference(config, folder / "reference")}
+
+
+@pytest.mark.timeout(600)
+def test_finished_trials_are_not_rerun_and_their_records_unchanged(killed_and_resumed):
+    k = killed_and_resumed
+    assert k["done_path"].read_bytes() == k["before"]["done_bytes"]
+    assert k["done_path"].stat().st_mtime_ns == k["before"]["done_mtime"]
+    assert "1 already completed, 1 to run" in k["log"].read_text()
+
+
+@pytest.mark.timeout(600)
+def test_a_cut_off_trial_restarts_from_its_last_checkpoint(killed_and_resumed):
+    k = killed_and_resumed
+    cut_before = k["before"]["cut"]
+    assert k["before"]["cut_has_checkpoint"]
+    after = read_record(k["cut_dir"] / "record.json")
+    assert after.status == "completed"
+    # It resumed at (or after) the last evaluation the killed run had recorded, not from step 0.
+    assert len(after.resumed_at) == 1 and after.resumed_at[0] >= cut_before.dev_history[-1].step > 0
+    assert history(after)[: len(history(cut_before))] == history(cut_before)
+    reference_record = read_record(k["reference"] / "trials" / after.trial_id / "record.json")
+    assert history(after) == pytest.approx(history(reference_record), abs=1e-6)  # random state included
+    assert not (k["cut_dir"] / CHECKPOINT_FILE).exists()
+
+
+@pytest.mark.timeout(600)
+def test_the_resumed_sweep_table_equals_an_uninterrupted_run(killed_and_resumed):
+    k = killed_and_resumed
+    same_table(k["run_dir"], k["reference"])
+    assert (k["run_dir"] / "results" / "results.csv").is_file()
+
+
+# --- a training worker is killed mid-trial; a diverging trial beside it --------------------------
+
+
+@pytest.fixture(scope="module")
+def worker_killed(tmp_path_factory, ray_session, address):
+    folder = tmp_path_factory.mktemp("worker-killed")
+    config = write_experiment(folder, "wk", lrs="1.0e20, 0.03", seeds="0", epochs=40)
+    prepare_inputs(load_config(config), log=lambda _: None)
+    run_dir, log = folder / "runs" / "wk", folder / "driver.log"
+
+    driver = start_driver(config, address, log)
+
+    def training_worker():
+        for record in records_now(run_dir).values():
+            if record.lr == 0.03 and record.status == "running" and len(record.dev_history) >= 3:
+                return record
+        return None
+
+    victim = wait_for(training_worker, "the 0.03 trial's third evaluation", 180, log)
+    pid = int(victim.worker.rsplit(":", 1)[1])
+    # Only the worker this test's sweep started: its pid comes from its own trial record.
+    assert b"ray" in Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    os.kill(pid, signal.SIGKILL)
+    code = driver.wait(timeout=300)
+    return {"code": code, "run_dir": run_dir, "victim": victim, "pid": pid, "log": log,
+            "reference": reference(config, folder / "reference")}
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_worker_is_retried_from_its_checkpoint_and_the_sweep_completes(worker_killed):
+    w = worker_killed
+    assert w["code"] == 0, w["log"].read_text()[-3000:]
+    after = read_record(w["run_dir"] / "trials" / w["victim"].trial_id / "record.json")
+    assert after.status == "completed"
+    assert int(after.worker.rsplit(":", 1)[1]) != w["pid"], "a new worker finished the trial"
+    assert len(after.resumed_at) == 1 and after.resumed_at[0] >= w["victim"].dev_history[-1].step
+    reference_record = read_record(w["reference"] / "trials" / after.trial_id / "record.json")
+    assert history(after) == pytest.approx(history(reference_record), abs=1e-6)
+    assert after.test_scores == pytest.approx(reference_record.test_scores, abs=1e-6)
+
+
+@pytest.mark.timeout(600)
+def test_a_diverged_trial_does_not_stop_the_sweep(worker_killed):
+    w = worker_killed
+    records = {r.lr: r for r in read_records(w["run_dir"])}
+    assert records[1.0e20].status == "diverged" and records[0.03].status == "completed"
+    markdown = (w["run_dir"] / "results" / "results.md").read_text()
+    assert "| 1e+20 | missing | 1/1 | no | diverged 1 | seed 0 diverged |" in markdown
+    assert "diverged" in w["log"].read_text() and "failed" not in w["log"].read_text()
+
+
+@pytest.mark.timeout(120)
+def test_local_ray_keeps_token_authentication_on(ray_session):
+    # xsweep's local Ray (start_ray) leaves Ray's default on: token auth for every client.
+    assert os.environ.get("RAY_AUTH_MODE") == "token"
