@@ -103,3 +103,26 @@ def test_second_run_without_resume_is_refused(finished_run, capsys):
     config = finished_run.parent / "e2e.yaml"
     assert main(["run", str(config)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_predict_reproduces_the_recorded_test_accuracy(finished_run):
+    """`xsweep predict` runs the saved prompt and head: on en-US test it scores what the trial recorded."""
+    from xsweep.data.massive import read_massive
+    from xsweep.predict import predict_intents
+    from xsweep.sweep.prepare import demo_data_dir
+
+    record = read_records(finished_run)[0]
+    rows = read_massive(demo_data_dir() / "massive", "en-US", ["test"])
+    predictions = predict_intents(finished_run / "trials" / record.trial_id, [row.utt for row in rows])
+    assert all(0 < p.probability <= 1 for p in predictions)
+    accuracy = sum(p.intent == row.intent for p, row in zip(predictions, rows)) / len(rows)
+    assert accuracy == pytest.approx(record.test_scores["en-US"], abs=1e-6)
+
+
+def test_per_example_predictions_match_the_scores(finished_run):
+    for record in read_records(finished_run):
+        for locale, score in record.test_scores.items():
+            path = finished_run / "trials" / record.trial_id / "predictions" / f"{locale}.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            assert rows and {"id", "utt", "gold", "predicted"} <= set(rows[0])
+            assert sum(r["gold"] == r["predicted"] for r in rows) / len(rows) == pytest.approx(score)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
@@ -90,13 +91,26 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from xsweep.predict import predict_intents
+
+    utterances = args.utterances or [line.strip() for line in sys.stdin if line.strip()]
+    for prediction in predict_intents(Path(args.trial_dir), utterances):
+        print(f"{prediction.intent}\t{prediction.probability:.3f}\t{prediction.utterance}")
+    return 0
+
+
 def _report(run_dir: Path, expected_seeds: list[int] | None = None) -> int:
     from xsweep.report.run import report_run
 
     paths = report_run(run_dir, expected_seeds=expected_seeds)
     print(paths.table_markdown.read_text(encoding="utf-8"))
     print(f"results table: {paths.table_markdown}")
-    print(f"               {paths.table_csv}")
+    for extra in [paths.table_csv, paths.table_latex, *paths.paper_tables.values()]:
+        if extra is not None:
+            print(f"               {extra}")
+    for name, plot in paths.plots.items():
+        print(f"plot ({name}): {plot}")
     print(f"trial records: {run_dir / 'trials'}/*/record.json")
     print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
     print(f"           or: xsweep tensorboard {run_dir}")
@@ -125,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="(re)write the tables of a run directory")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
+
+    predict = sub.add_parser("predict", help="classify utterances with a trial's saved prompt and head")
+    predict.add_argument("trial_dir", help="a completed trial, e.g. runs/quickstart/trials/<trial id>")
+    predict.add_argument("utterances", nargs="*", help="utterances (default: one per line on stdin)")
+    predict.set_defaults(func=cmd_predict)
 
     tb = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     tb.add_argument("run_dir")
@@ -170,6 +189,8 @@ def _environment_error(exc: OSError) -> XsweepError:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Download/loading progress bars say nothing useful for local models and flood sweep output.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return args.func(args)
     except XsweepError as exc:

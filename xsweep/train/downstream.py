@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from xsweep.atomic import atomic_path, write_json
+from xsweep.atomic import atomic_path, write_json, write_text
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.data.fewshot import sample_few_shot, save_sample
 from xsweep.data.massive import MassiveExample, intent_labels, read_massive
@@ -39,7 +39,7 @@ from xsweep.models.prompted import build_intent_model, load_prompt_for_apt, save
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.report.tensorboard import TrialWriter
 from xsweep.train.batches import EncodedSplit, encode_split, iter_batches
-from xsweep.train.evaluate import accuracy
+from xsweep.train.evaluate import accuracy, predict
 
 Reporter = Callable[[dict[str, Any]], None]
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -214,7 +214,12 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
                                                       "backbone": cfg.backbone.name, **spec.extra_meta})
     for test_locale in spec.eval_locales:
         test_rows = read_massive(data_dir, test_locale, ["test"])
-        score = accuracy(model, encode(test_rows), cfg.optim.eval_batch_size, device)
+        predicted = predict(model, encode(test_rows), cfg.optim.eval_batch_size, device).tolist()
+        score = sum(labels[p] == row.intent for p, row in zip(predicted, test_rows)) / len(test_rows)
+        # Per-example predictions, for error analysis: which utterances fail, in which language.
+        write_text(trial_dir / "predictions" / f"{test_locale}.jsonl", "".join(
+            json.dumps({"id": row.id, "utt": row.utt, "gold": row.intent, "predicted": labels[p]},
+                       ensure_ascii=False) + "\n" for p, row in zip(predicted, test_rows)))
         record.test_scores[test_locale] = score
         writer.scalar(f"test/{test_locale}/accuracy", score, record.best_step or step)
     writer.scalar("best_dev", record.best_dev, record.best_step)
