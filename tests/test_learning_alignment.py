@@ -3,9 +3,11 @@
 Backbone: the real all-MiniLM-L6-v2 (a bare encoder, so it gets a fresh MLM head tied to its input
 embeddings, trained and saved with the prompt). Data: Tatoeba spa-eng from ../shared/data; the first
 600 pairs train, the last 400 are held apart for retrieval and for the before/after losses.
-Numbers reached here (2-core CPU, recorded when written): held-apart MLM loss 10.4 -> 5.9,
-contrastive 2.6 -> 0.3; spa->eng retrieval accuracy on the 400 held-apart pairs 0.57 without a
-prompt -> 0.85 with the aligned prompt.
+The backbone's dropout and the prompt's are off, so the few steps the test can afford go to the
+alignment itself. MiniLM's vocabulary is English-only, so its Spanish `<s>` states start far from
+the English ones. Numbers reached here (2-core CPU, `pytest tests/test_learning_alignment.py -s`):
+spa->eng retrieval on the 400 held-apart pairs 0.11 without a prompt -> 0.24 with the aligned
+prompt after 4 epochs (lr 3e-2, about 50 s); training contrastive loss 3.0 -> 1.7.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def test_alignment_lowers_both_losses_and_improves_retrieval(shared_data, tmp_pa
     encoder.requires_grad_(False)
     head, pretrained = load_mlm_head(encoder, backbone)
     assert not pretrained  # all-MiniLM-L6-v2 ships without an MLM head
-    prompt = LayerPrompt(backbone_info(encoder), 16)
+    prompt = LayerPrompt(backbone_info(encoder), 16, dropout=0.0)
     masking = MaskingSpec.from_tokenizer(tokenizer)
 
     encoder.eval(), prompt.eval(), head.eval()
@@ -70,11 +72,11 @@ def test_alignment_lowers_both_losses_and_improves_retrieval(shared_data, tmp_pa
 
     started = time.perf_counter()
     params = list(prompt.parameters()) + [p for p in head.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=5e-3)
+    optimizer = torch.optim.AdamW(params, lr=3e-2)
     generator, order = torch.Generator().manual_seed(SEED), random.Random(SEED)
     train_rows = list(range(TRAIN.stop))
-    for _ in range(3):
-        encoder.train(), prompt.train(), head.train()
+    for _ in range(4):
+        prompt.train(), head.train()  # the encoder stays in eval: no backbone dropout
         order.shuffle(train_rows)
         for s in range(0, len(train_rows), 32):
             rows = train_rows[s:s + 32]

@@ -91,3 +91,20 @@ def test_random_state_of_the_caller_is_untouched(tmp_path):
     torch.manual_seed(5)
     build_builtin_backbone(CORPUS, cache_root=tmp_path, log=lambda _: None, **TINY)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.timeout(60)
+def test_checkpoint_with_missing_encoder_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = build_builtin_backbone(CORPUS, cache_root=tmp_path / "cache", log=lambda _: None, **TINY)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in folder.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    weights = load_file(str(broken / "model.safetensors"))
+    dropped = next(k for k in weights if k.endswith("attention.self.query.weight"))
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(broken / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(XsweepError, match="lacks 1 encoder weights"):
+        load_backbone(str(broken))

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from xsweep.errors import XsweepError
 
@@ -127,7 +128,15 @@ def _load(source: str, attn_implementation: str | None, *, local_only: bool, hub
           ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, local_files_only=local_only, **kwargs)
+        # The load report would list a masked-LM checkpoint's head (and a pooler) as unexpected
+        # keys on every load; those are expected. Missing keys are not: they are checked below.
+        previous = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            encoder, loading = AutoModel.from_pretrained(source, add_pooling_layer=False, local_files_only=local_only,
+                                                         output_loading_info=True, **kwargs)
+        finally:
+            hf_logging.set_verbosity(previous)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         if hub_id is None:
@@ -142,5 +151,10 @@ def _load(source: str, attn_implementation: str | None, *, local_only: bool, hub
             fix=(f"download it first on a machine with network (`hf download {hub_id}`), "
                  "or point HF_HOME at a cache that holds it, or pass a local folder"),
         ) from exc
+    if loading.get("missing_keys"):
+        missing = sorted(loading["missing_keys"])
+        raise XsweepError(f"the checkpoint lacks {len(missing)} encoder weights (e.g. {missing[:3]}); they would be "
+                          "random, and a frozen backbone would never learn them", where=f"backbone {source!r}",
+                          fix="point at a complete encoder checkpoint")
     backbone_info(encoder)  # reject unsupported families now, not at the first forward
     return encoder, tokenizer
