@@ -17,15 +17,19 @@ class ProgressPrinter(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         name = trial.config["spec"]["trial_id"]
         if result.get("status") == "completed":
+            metric = result.get("metric", "accuracy")
             tests = result.get("test", {})
-            mean = sum(v["accuracy"] for v in tests.values()) / max(1, len(tests))
-            self.log(f"  done     {name}: best dev {result['best_dev']:.3f}, "
-                     f"test avg over {len(tests)} locales {mean:.3f}")
+            test = (f", test {metric} avg over {len(tests)} locales "
+                    f"{sum(v[metric] for v in tests.values()) / len(tests):.3f}" if tests else "")
+            self.log(f"  done     {name}: best dev {metric} {result['best_dev']:.3f}{test}")
         elif result.get("status") == "diverged":
             self.log(f"  diverged {name} at step {result.get('step')}")
         elif "dev" in result:
-            dev = next(iter(result["dev"].values()))["accuracy"]
-            self.log(f"  epoch {result['epoch']:>3} {name}: loss {result['train']['loss']:.3f}, dev {dev:.3f}")
+            metric = result.get("metric", "accuracy")
+            dev = next(iter(result["dev"].values()))[metric]
+            if dev == result.get("best_dev"):  # one line per improvement, not per evaluation
+                self.log(f"  epoch {result['epoch']:>3} {name}: loss {result['train']['loss']:.3f}, "
+                         f"dev {metric} {dev:.3f} (best so far)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.log(f"  failed   {trial.config['spec']['trial_id']}")

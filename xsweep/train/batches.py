@@ -28,7 +28,7 @@ class Batch:
     attention_mask: torch.Tensor
     """(B, T) 1 for real tokens, 0 for padding."""
     labels: torch.Tensor
-    """(B,) intent indices."""
+    """(B,) intent indices, or (B, T) token labels padded with the loss's ignore index."""
 
 
 def encode_split(rows: Sequence[MassiveExample], tokenizer, label_index: dict[str, int],
@@ -38,21 +38,32 @@ def encode_split(rows: Sequence[MassiveExample], tokenizer, label_index: dict[st
     return EncodedSplit(input_ids=encoded["input_ids"], labels=labels, pad_id=tokenizer.pad_token_id)
 
 
+def pad(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad `sequences` to the longest: ((B, T) values, (B, T) mask of 1 on real entries).
+
+    One tensor built from one padded list: an NLI evaluation pads hundreds of thousands of pairs,
+    where a per-row copy into a preallocated tensor costs several times more.
+    """
+    width = max(len(s) for s in sequences)
+    values = torch.tensor([list(s) + [value] * (width - len(s)) for s in sequences], dtype=torch.long)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], dtype=torch.long)
+    return values, mask
+
+
 def collate(split: EncodedSplit, indices: Sequence[int], device: torch.device) -> Batch:
-    width = max(len(split.input_ids[i]) for i in indices)
-    ids = torch.full((len(indices), width), split.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(indices), width), dtype=torch.long)
-    for row, i in enumerate(indices):
-        tokens = split.input_ids[i]
-        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, : len(tokens)] = 1
+    ids, mask = pad([split.input_ids[i] for i in indices], split.pad_id)
     return Batch(ids.to(device), mask.to(device), split.labels[list(indices)].to(device))
+
+
+def batch_order(size: int, batch_size: int, shuffle: torch.Generator | None) -> Iterator[list[int]]:
+    """Row indices of each batch: a seeded random order (training) or file order (evaluation)."""
+    order = torch.randperm(size, generator=shuffle).tolist() if shuffle is not None else list(range(size))
+    for start in range(0, size, batch_size):
+        yield order[start : start + batch_size]
 
 
 def iter_batches(split: EncodedSplit, batch_size: int, *, shuffle: torch.Generator | None,
                  device: torch.device) -> Iterator[Batch]:
     """Batches in a seeded random order (training) or in file order (evaluation)."""
-    order = torch.randperm(len(split), generator=shuffle).tolist() if shuffle is not None else range(len(split))
-    order = list(order)
-    for start in range(0, len(order), batch_size):
-        yield collate(split, order[start : start + batch_size], device)
+    for indices in batch_order(len(split), batch_size, shuffle):
+        yield collate(split, indices, device)

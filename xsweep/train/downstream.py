@@ -1,9 +1,12 @@
-"""The downstream worker loop: intent classification with a prompt (PT/APT) or fine-tuning (FT).
+"""The downstream worker loop: intents (vanilla or NLI head) or slots, with a prompt (PT/APT) or
+fine-tuning (FT).
 
 One trial, read top to bottom in a fixed order: seed, data, model, then per epoch: train steps,
 periodic English dev evaluation, keep the best prompt+head, checkpoint, report, stop on patience
 or on a non-finite loss. At the end the best checkpoint is evaluated on the test set of every
-locale.
+locale in `spec.eval_locales` (none: English dev only; `evaluate.evaluate_saved_trial` can score
+the saved checkpoint later). What differs between tasks (model, batches, loss, score and its name)
+is behind the protocol in train/tasks.py; this loop is the same for all of them.
 
 Every dev evaluation also writes `checkpoint.pt` into the trial directory (atomically): the
 trained tensors, the best ones so far, optimiser, scheduler, every random-number generator and
@@ -29,17 +32,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from xsweep.atomic import atomic_path, write_json, write_text
+from xsweep.atomic import atomic_path, write_json
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.data.fewshot import sample_few_shot, save_sample
-from xsweep.data.massive import MassiveExample, intent_labels, read_massive
+from xsweep.data.massive import MassiveExample, read_massive
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
-from xsweep.models.prompted import build_intent_model, load_prompt_for_apt, save_trainable
+from xsweep.models.prompted import load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.report.tensorboard import TrialWriter
-from xsweep.train.batches import EncodedSplit, encode_split, iter_batches
-from xsweep.train.evaluate import accuracy, predict
+from xsweep.train.batches import EncodedSplit
+from xsweep.train.evaluate import evaluate_locales, trial_device
+from xsweep.train.tasks import METRICS, make_task, task_labels
 
 Reporter = Callable[[dict[str, Any]], None]
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -62,7 +66,7 @@ class TrialSpec:
     data_dir: str
     """Local MASSIVE folder of `<locale>.jsonl` files."""
     eval_locales: list[str]
-    """Locales evaluated on test with the best checkpoint."""
+    """Locales evaluated on test with the best checkpoint; empty: English dev only, no test."""
     group_key: str
     group_name: str
     extra_meta: dict[str, Any] = field(default_factory=dict)
@@ -79,13 +83,10 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None) -> TrialReco
     """Run one downstream trial and return its record (also written to `spec.trial_dir`)."""
     report = report or (lambda metrics: None)
     cfg: ExperimentConfig = from_dict(spec.config, source=f"trial {spec.trial_id}")
-    if cfg.head.kind != "vanilla":
-        raise XsweepError(f"head.kind {cfg.head.kind!r} is not run by the downstream trainer yet",
-                          where=f"trial {spec.trial_id}", fix="use head.kind: vanilla")
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
-                         lr=cfg.optim.lr, seed=cfg.seed, config=spec.config,
+                         lr=cfg.optim.lr, seed=cfg.seed, metric=METRICS[cfg.head.kind], config=spec.config,
                          worker=f"{socket.gethostname()}:{os.getpid()}")
     try:
         checkpoint = _read_checkpoint(trial_dir / CHECKPOINT_FILE, spec)
@@ -127,40 +128,35 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
                         writer: TrialWriter, report: Reporter, checkpoint: dict[str, Any] | None,
                         clock: _Clock) -> None:
     seed_everything(cfg.seed)
-    device = torch.device("cuda" if cfg.resources.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+    device = trial_device(cfg)
     trial_dir = Path(spec.trial_dir)
     data_dir = Path(spec.data_dir)
     locale = cfg.data.train_locale
 
     train_all = read_massive(data_dir, locale, ["train"])
-    labels = intent_labels(train_all)
-    label_index = {name: i for i, name in enumerate(labels)}
-    sample = sample_few_shot(train_all, cfg.data.shots, cfg.effective_sample_seed)
+    sample = sample_few_shot(train_all, cfg.data.shots, cfg.effective_sample_seed)  # k per intent, any task
     save_sample(sample, trial_dir / "few_shot_sample.json")
-    write_json(trial_dir / "labels.json", {"intents": labels})
+    labels = task_labels(cfg, train_all)  # from all of train: the same map for every shot count
+    write_json(trial_dir / "labels.json", labels)
     dev = read_massive(data_dir, locale, ["dev"])
 
     encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
-    model = build_intent_model(
-        encoder, method=cfg.method, prompt_kind=cfg.prompt.kind, prompt_length=cfg.prompt.length,
-        num_labels=len(labels), prompt_dropout=cfg.prompt.dropout, head_dropout=cfg.head.dropout,
-        backbone_dropout=cfg.backbone.dropout, shift_positions=cfg.prompt.shift_positions,
-        reparam_hidden=cfg.prompt.reparam_hidden,
-    )
+    task = make_task(cfg, labels, tokenizer)
+    model = task.build_model(encoder)
     if cfg.method == "apt":
         load_prompt_for_apt(model, Path(cfg.prompt.init_from))
     model.to(device)
+    metric = task.metric
 
-    encode = lambda rows: encode_split(rows, tokenizer, label_index, cfg.data.max_seq_len)  # noqa: E731
-    train_split, dev_split = encode(sample.examples), encode(dev)
+    train_split, dev_split = task.encode(sample.examples), task.encode(dev)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / cfg.optim.batch_size)
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
-    writer.hparams(spec.config, [f"dev/{locale}/accuracy", "best_dev",
-                                 *(f"test/{loc}/accuracy" for loc in spec.eval_locales)])
+    writer.hparams(spec.config, [f"dev/{locale}/{metric}", "best_dev",
+                                 *(f"test/{loc}/{metric}" for loc in spec.eval_locales)])
 
     order = torch.Generator().manual_seed(cfg.seed)
     step, since_best, losses, epoch = 0, 0, [], 0
@@ -173,8 +169,8 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         if since_best >= cfg.optim.patience:
             break  # a trial resumed after its last evaluation: training had already stopped
         model.train()  # the model keeps a frozen backbone in eval mode if backbone.dropout is off
-        for batch in iter_batches(train_split, cfg.optim.batch_size, shuffle=order, device=device):
-            loss = torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)
+        for batch in task.train_batches(train_split, cfg.optim.batch_size, order, device):
+            loss = task.loss(model, batch)
             if not torch.isfinite(loss):
                 record.status = "diverged"
                 record.error = f"training loss became {loss.item()} at step {step + 1} (epoch {epoch})"
@@ -189,11 +185,11 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
             writer.scalar("train/loss", losses[-1], step)
         if epoch % cfg.optim.eval_every_epochs and epoch != cfg.optim.epochs:
             continue
-        dev_score = accuracy(model, dev_split, cfg.optim.eval_batch_size, device)
+        dev_score = task.evaluate(model, dev_split, cfg.optim.eval_batch_size, device).score
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         losses = []
         improved = record.add_dev(DevPoint(step=step, epoch=epoch, score=dev_score, train_loss=mean_loss))
-        writer.scalar(f"dev/{locale}/accuracy", dev_score, step)
+        writer.scalar(f"dev/{locale}/{metric}", dev_score, step)
         if improved:
             since_best = 0
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
@@ -203,8 +199,8 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
                           optimizer=optimizer, scheduler=scheduler, order=order, epoch=epoch, step=step,
                           since_best=since_best, record=record, clock=clock)
         write_record(record, trial_dir)
-        report({"step": step, "epoch": epoch, "train": {"loss": mean_loss},
-                "dev": {locale: {"accuracy": dev_score}}, "best_dev": record.best_dev})
+        report({"step": step, "epoch": epoch, "train": {"loss": mean_loss}, "metric": metric,
+                "dev": {locale: {metric: dev_score}}, "best_dev": record.best_dev})
         if since_best >= cfg.optim.patience:
             break
 
@@ -212,20 +208,16 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     model.load_state_dict(best_state, strict=False)
     save_trainable(model, trial_dir / "best", meta={"labels": labels, "best_step": record.best_step,
                                                       "backbone": cfg.backbone.name, **spec.extra_meta})
-    for test_locale in spec.eval_locales:
-        test_rows = read_massive(data_dir, test_locale, ["test"])
-        predicted = predict(model, encode(test_rows), cfg.optim.eval_batch_size, device).tolist()
-        score = sum(labels[p] == row.intent for p, row in zip(predicted, test_rows)) / len(test_rows)
-        # Per-example predictions, for error analysis: which utterances fail, in which language.
-        write_text(trial_dir / "predictions" / f"{test_locale}.jsonl", "".join(
-            json.dumps({"id": row.id, "utt": row.utt, "gold": row.intent, "predicted": labels[p]},
-                       ensure_ascii=False) + "\n" for p, row in zip(predicted, test_rows)))
+    # The same code as evaluate_saved_trial, on the same tensors: a later evaluation of best/ agrees.
+    scores = evaluate_locales(task, model, data_dir, spec.eval_locales, trial_dir, cfg.optim.eval_batch_size,
+                              device)
+    for test_locale, score in scores.items():
         record.test_scores[test_locale] = score
-        writer.scalar(f"test/{test_locale}/accuracy", score, record.best_step or step)
+        writer.scalar(f"test/{test_locale}/{metric}", score, record.best_step or step)
     writer.scalar("best_dev", record.best_dev, record.best_step)
     record.status = "completed"
-    report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "completed",
-            "test": {loc: {"accuracy": s} for loc, s in record.test_scores.items()}})
+    report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "completed", "metric": metric,
+            "test": {loc: {metric: s} for loc, s in record.test_scores.items()}})
 
 
 def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,

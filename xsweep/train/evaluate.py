@@ -1,26 +1,85 @@
-"""Evaluation of an intent model on an encoded split."""
+"""Test evaluation of a trained model on many locales, in a trial and after it.
+
+`evaluate_locales` is what a trial runs at its end with its best prompt and head in memory;
+`evaluate_saved_trial` runs the same code later on the saved best checkpoint (`trials/<id>/best/`),
+e.g. in a multilingual evaluation stage that scores only the selected learning rate's trials on
+every language. Both write one predictions file per locale, `predictions/<locale>.jsonl`.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
 import torch
 
+from xsweep.atomic import write_text
+from xsweep.config import ExperimentConfig, from_dict
+from xsweep.data.massive import read_massive
 from xsweep.errors import XsweepError
-from xsweep.train.batches import EncodedSplit, iter_batches
+from xsweep.record import RECORD_FILE, read_record, write_record
+from xsweep.train.tasks import Task, make_task
+
+if TYPE_CHECKING:
+    from xsweep.models.prompted import PromptedModel
+    from xsweep.train.downstream import TrialSpec
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, split: EncodedSplit, batch_size: int, device: torch.device) -> torch.Tensor:
-    """(N,) predicted intent indices, in the split's order."""
-    was_training = model.training
-    model.eval()
-    predictions = [model(b.input_ids, b.attention_mask).argmax(-1).cpu()
-                   for b in iter_batches(split, batch_size, shuffle=None, device=device)]
-    model.train(was_training)
-    return torch.cat(predictions)
+def trial_device(cfg: ExperimentConfig) -> torch.device:
+    return torch.device("cuda" if cfg.resources.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
 
 
-def accuracy(model: torch.nn.Module, split: EncodedSplit, batch_size: int, device: torch.device) -> float:
-    """Fraction of rows whose predicted intent is the gold one; an empty split is an error."""
-    if len(split) == 0:
-        raise XsweepError("cannot evaluate on an empty split", fix="check the data's partitions")
-    return (predict(model, split, batch_size, device) == split.labels).float().mean().item()
+def evaluate_locales(task: Task, model: PromptedModel, data_dir: Path, locales: Sequence[str], trial_dir: Path,
+                     batch_size: int, device: torch.device) -> dict[str, float]:
+    """Score `model` on the test partition of each locale; write `trial_dir/predictions/<locale>.jsonl`
+    (per-example predictions, for error analysis: which utterances fail, in which language)."""
+    scores = {}
+    for locale in locales:
+        rows = read_massive(Path(data_dir), locale, ["test"])
+        result = task.evaluate(model, task.encode(rows), batch_size, device)
+        write_text(Path(trial_dir) / "predictions" / f"{locale}.jsonl",
+                   "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.rows))
+        scores[locale] = result.score
+    return scores
+
+
+def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_record: bool = True) -> dict[str, float]:
+    """Test scores (locale -> the task's metric) of a finished trial's saved best checkpoint.
+
+    Rebuilds the model from the trial's config and `labels.json`, loads `best/`, and writes the
+    predictions files. With `update_record` the scores are merged into the trial's `record.json`
+    (`test_scores`) and written to its TensorBoard folder as `test/<locale>/<metric>`, as the trial
+    itself would have.
+    """
+    from xsweep.models.backbone import load_backbone
+    from xsweep.models.prompted import load_trainable
+    from xsweep.report.tensorboard import TrialWriter
+
+    cfg = from_dict(spec.config, source=f"trial {spec.trial_id}")
+    trial_dir = Path(spec.trial_dir)
+    best, labels_file = trial_dir / "best", trial_dir / "labels.json"
+    if not (best / "trainable.json").is_file() or not labels_file.is_file():
+        raise XsweepError(f"trial {spec.trial_id} has no saved best checkpoint to evaluate", where=str(trial_dir),
+                          fix="evaluate a trial that completed (its best/ and labels.json exist)")
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
+    task = make_task(cfg, labels, tokenizer)
+    model = task.build_model(encoder)
+    load_trainable(model, best)
+    device = trial_device(cfg)
+    model.to(device)
+    scores = evaluate_locales(task, model, Path(spec.data_dir), locales, trial_dir, cfg.optim.eval_batch_size,
+                              device)
+    if update_record:
+        record = read_record(trial_dir / RECORD_FILE)
+        record.test_scores.update(scores)
+        record.metric = task.metric
+        write_record(record, trial_dir)
+        with TrialWriter(Path(spec.tensorboard_dir)) as writer:
+            for locale, score in scores.items():
+                writer.scalar(f"test/{locale}/{task.metric}", score, record.best_step or 0)
+    return scores
+
+
+__all__ = ["evaluate_locales", "evaluate_saved_trial", "trial_device"]
