@@ -7,7 +7,9 @@ setup:
 quickstart: setup
 	.venv/bin/xsweep run experiments/quickstart.yaml
 
-test: setup
+# The tests also cover `xsweep submit` on a real two-node cluster: they need the submit extra.
+test:
+	XSWEEP_EXTRAS=test,submit ./scripts/setup.sh
 	.venv/bin/python -m pytest -q
 
 bench: setup

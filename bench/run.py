@@ -1,8 +1,9 @@
-"""Run every benchmark and write bench/RESULTS.md (figures, machine, command).
+"""Run every benchmark and write its section of bench/RESULTS.md (figures, machine, command).
 
     .venv/bin/python -m bench.run          (or: make bench)
 
-Each benchmark reports a ratio against a baseline measured in the same run. Benchmarks never
+Each benchmark reports a ratio against a baseline measured in the same run. A benchmark run on
+its own (`python -m bench.bench_trial_overhead`) rewrites only its own section. Benchmarks never
 run in CI.
 """
 
@@ -13,10 +14,12 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from bench import bench_data_load
+from bench import bench_data_load, bench_trial_overhead
 from xsweep.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = ("# Benchmark results\n\nOne section per benchmark, each written by it; `.venv/bin/python -m bench.run` "
+          "runs them all.\n")
 
 
 def machine() -> str:
@@ -24,12 +27,26 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
-def main() -> None:
-    data = bench_data_load.main([])
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Written by `.venv/bin/python -m bench.run` on {date.today().isoformat()}; machine: {machine()}.",
+def written_by(command: str) -> str:
+    return f"Written by `{command}` on {date.today().isoformat()}; machine: {machine()}."
+
+
+def update_section(title: str, body: str, path: Path = RESULTS) -> None:
+    """Replace the `## title` section of RESULTS.md with `body` (or append it); keep the others."""
+    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    head = f"## {title}\n"
+    start = text.find(head)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + head + "\n" + body
+    else:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + head + "\n" + body + (text[end:] if end >= 0 else "")
+    write_text(path, text)
+
+
+def data_load_section(data: dict) -> str:
+    return "\n".join([
+        written_by(".venv/bin/python -m bench.run"),
         "",
         "| benchmark | baseline | xsweep | ratio |",
         "|---|---|---|---|",
@@ -37,8 +54,15 @@ def main() -> None:
         f"({data['rows']:,} rows, {data['tokens']:,} tokens) | cold: {data['cold_s']:.2f} s "
         f"| cached (Arrow): {data['cached_s']:.2f} s | {data['cold_over_cached']:.0f}x |",
         "",
-    ]
-    write_text(RESULTS, "\n".join(lines))
+        "Measured while other jobs shared the two cores; the ratio, not the seconds, is the figure to compare.",
+        "",
+    ])
+
+
+def main() -> None:
+    update_section("Data loading", data_load_section(bench_data_load.main([])))
+    update_section(bench_trial_overhead.TITLE,
+                   bench_trial_overhead.section(bench_trial_overhead.main([]), ".venv/bin/python -m bench.run"))
     print(f"wrote {RESULTS}")
 
 

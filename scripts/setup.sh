@@ -3,7 +3,8 @@
 # `torch` requirement on its own (that pulls a multi-GB CUDA build on CPU-only machines).
 #   TORCH_SPEC   torch requirement to install first (default: torch==2.13.0, the CPU build here;
 #                on a GPU machine use e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128")
-#   XSWEEP_EXTRAS  extras to install (default: test)
+#   XSWEEP_EXTRAS  extras to install, comma-separated (default: test; `make test` adds submit,
+#                  the job client and dashboard of ray[default] that xsweep submit needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # This machine's pip configuration warns about every missing local index entry; keep real errors.

@@ -89,7 +89,7 @@ BAD = [
     ("data:\n  path: /nonexistent/massive\n", [], ["does not exist", "data.path"]),
     ("data:\n  path: missing-folder\n", [], ["does not exist", "data.path"]),
     ("data: {shots: 0}\n", [], ["data.shots must be at least 1"]),
-    ("method: apt\n", [], ["prompt.init_from is not set"]),
+    ("method: apt\n", [], ["neither align.data", "prompt.init_from"]),
     ("method: ft\n", [], ["takes no prompt"]),
     ("method: pt\nprompt: {kind: none}\n", [], ["prompt.kind is 'none'"]),
     ("optim: {warmup_ratio: 1.5}\n", [], ["warmup_ratio must be in [0, 1)"]),

@@ -41,7 +41,7 @@ data: {{path: demo, max_seq_len: 40, shots: 5, eval_locales: [en-US, de-DE]}}
 prompt: {prompt}
 head: {{kind: {kind}}}
 optim: {{epochs: {epochs}, batch_size: 16, patience: 10, eval_batch_size: 128}}
-sweep: {{grid: {{optim.lr: [{lr}]}}, seeds: [0]}}
+sweep: {{grid: {{optim.lr: [{lr}]}}, seeds: [0], evaluate: all}}  # every trial tests itself
 storage: {{root: {root}}}
 """
 # NLI: PT with a layer prompt (the paper's setting). Slots: FT, with which `micro` learns slots

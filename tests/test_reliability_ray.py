@@ -1,14 +1,15 @@
-"""Killing real processes of a running sweep: the driver (`xsweep run`) and a training worker.
+"""Killing real processes of a running sweep: the driver (`xsweep run`) and a trial's process.
 
 The sweep's driver runs as `python -m xsweep run ... --address <the test session's Ray>`, a real
 process on the shared session cluster (tests/conftest.py's `ray_session`), so that it can be
 killed with SIGKILL like a cancelled job. The uninterrupted reference is the same trial loop run
-in-process with the same seeds and one thread, as a Ray worker with cpus_per_trial 1 runs it.
+in-process with the same seeds and one thread, as a trial's actor with cpus_per_trial 1 runs it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ sweep:
   grid: {{optim.lr: [{lrs}]}}
   seeds: [{seeds}]
   max_concurrent_trials: 1
+  evaluate: all  # every trial tests inside itself, as the in-process reference does
 resources: {{cpus_per_trial: 1}}
 storage: {{root: {root}}}
 """
@@ -79,12 +81,12 @@ def wait_for(condition, what: str, timeout_s: float, log: Path, every_s: float =
 def wait_until_idle(ray, log: Path) -> None:
     """The killed driver's trials are gone once the session's CPUs are all free again."""
     total = ray.cluster_resources().get("CPU", 0)
-    wait_for(lambda: ray.available_resources().get("CPU", 0) >= total - 1e-6, "the killed job's workers to exit",
+    wait_for(lambda: ray.available_resources().get("CPU", 0) >= total - 1e-6, "the killed job's trial actors to exit",
              90, log, every_s=0.5)
 
 
 def reference(config: Path, folder: Path) -> Path:
-    """The same trials, uninterrupted, run in-process into `folder` (one thread, as in a worker)."""
+    """The same trials, uninterrupted, run in-process into `folder` (one thread, as in a trial's actor)."""
     cfg = load_config(config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -177,27 +179,27 @@ def test_the_resumed_sweep_table_equals_an_uninterrupted_run(killed_and_resumed)
     assert (k["run_dir"] / "results" / "results.csv").is_file()
 
 
-# --- a training worker is killed mid-trial; a diverging trial beside it --------------------------
+# --- a trial's process is killed mid-trial; a diverging trial beside it --------------------------
 
 
 @pytest.fixture(scope="module")
-def worker_killed(tmp_path_factory, ray_session, address):
-    folder = tmp_path_factory.mktemp("worker-killed")
+def trial_process_killed(tmp_path_factory, ray_session, address):
+    folder = tmp_path_factory.mktemp("trial-killed")
     config = write_experiment(folder, "wk", lrs="1.0e20, 0.03", seeds="0", epochs=40)
     prepare_inputs(load_config(config), log=lambda _: None)
     run_dir, log = folder / "runs" / "wk", folder / "driver.log"
 
     driver = start_driver(config, address, log)
 
-    def training_worker():
+    def training_trial():
         for record in records_now(run_dir).values():
             if record.lr == 0.03 and record.status == "running" and len(record.dev_history) >= 3:
                 return record
         return None
 
-    victim = wait_for(training_worker, "the 0.03 trial's third evaluation", 180, log)
+    victim = wait_for(training_trial, "the 0.03 trial's third evaluation", 180, log)
     pid = int(victim.worker.rsplit(":", 1)[1])
-    # Only the worker this test's sweep started: its pid comes from its own trial record.
+    # Only the Tune actor this test's sweep started for its trials: its pid comes from the trial's own record.
     assert b"ray" in Path(f"/proc/{pid}/cmdline").read_bytes().lower()
     os.kill(pid, signal.SIGKILL)
     code = driver.wait(timeout=300)
@@ -206,12 +208,12 @@ def worker_killed(tmp_path_factory, ray_session, address):
 
 
 @pytest.mark.timeout(600)
-def test_a_killed_worker_is_retried_from_its_checkpoint_and_the_sweep_completes(worker_killed):
-    w = worker_killed
+def test_a_killed_trial_process_is_retried_from_its_checkpoint_and_the_sweep_completes(trial_process_killed):
+    w = trial_process_killed
     assert w["code"] == 0, w["log"].read_text()[-3000:]
     after = read_record(w["run_dir"] / "trials" / w["victim"].trial_id / "record.json")
     assert after.status == "completed"
-    assert int(after.worker.rsplit(":", 1)[1]) != w["pid"], "a new worker finished the trial"
+    assert int(after.worker.rsplit(":", 1)[1]) != w["pid"], "a new process finished the trial"
     assert len(after.resumed_at) == 1 and after.resumed_at[0] >= w["victim"].dev_history[-1].step
     reference_record = read_record(w["reference"] / "trials" / after.trial_id / "record.json")
     assert history(after) == pytest.approx(history(reference_record), abs=1e-6)
@@ -219,13 +221,15 @@ def test_a_killed_worker_is_retried_from_its_checkpoint_and_the_sweep_completes(
 
 
 @pytest.mark.timeout(600)
-def test_a_diverged_trial_does_not_stop_the_sweep(worker_killed):
-    w = worker_killed
+def test_a_diverged_trial_does_not_stop_the_sweep(trial_process_killed):
+    w = trial_process_killed
     records = {r.lr: r for r in read_records(w["run_dir"])}
     assert records[1.0e20].status == "diverged" and records[0.03].status == "completed"
     markdown = (w["run_dir"] / "results" / "results.md").read_text()
     assert "| 1e+20 | missing | 1/1 | no | diverged 1 | seed 0 diverged |" in markdown
-    assert "diverged" in w["log"].read_text() and "failed" not in w["log"].read_text()
+    log = w["log"].read_text()
+    # xsweep reports no failed trial (Ray's own log does tell of the killed process and the retry).
+    assert "diverged" in log and not re.search(r"^(trial \S+ failed: |  failed )", log, re.M)
 
 
 @pytest.mark.timeout(120)

@@ -36,11 +36,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from xsweep.sweep.submit import submit_sweep
+
+    return submit_sweep(args.config, args.overrides, args.address, wait=not args.no_wait, resume=args.resume)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from xsweep.sweep.submit import job_status
+
+    return job_status(args.job_id, args.address, follow=args.follow)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from xsweep.sweep.submit import stop_job
+
+    return stop_job(args.job_id, args.address)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from xsweep.config import grid_points, load_config
+    from xsweep.sweep.preflight import trial_configs
 
     for path in args.configs:
         cfg = load_config(path, args.overrides)
+        trial_configs(cfg)  # every grid point, axes combined, must make a valid trial
         trials = len(grid_points(cfg)) * len(cfg.sweep.seeds)
         print(f"{path}: ok ({cfg.name}: {cfg.method}, {cfg.head.kind} head, {trials} trials)")
     return 0
@@ -75,6 +95,19 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from xsweep.data.download import XSGD_INSTRUCTIONS, download
+    from xsweep.paths import data_root
+
+    root = Path(args.root).expanduser() if args.root else data_root()
+    if args.name == "xsgd":
+        print(XSGD_INSTRUCTIONS.replace("<data-root>", str(root)))
+        return 0
+    folder = download(args.name, root, url=args.url, sha256=args.sha256, allow_unpinned=args.allow_unpinned)
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from xsweep.data.synth import write_demo_data
 
@@ -92,11 +125,11 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xsweep.predict import predict_intents
+    from xsweep.predict import format_prediction, predict
 
     utterances = args.utterances or [line.strip() for line in sys.stdin if line.strip()]
-    for prediction in predict_intents(Path(args.trial_dir), utterances):
-        print(f"{prediction.intent}\t{prediction.probability:.3f}\t{prediction.utterance}")
+    for prediction in predict(Path(args.trial_dir), utterances):
+        print(format_prediction(prediction))
     return 0
 
 
@@ -129,6 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the trials the sweep implies and stop")
     run.set_defaults(func=cmd_run)
 
+    job_server = "the cluster's job server, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS)"
+    submit = sub.add_parser("submit", help="run an experiment's sweep on a Ray cluster, as a Ray job")
+    submit.add_argument("config", help="YAML experiment inside this checkout, e.g. experiments/quickstart.yaml")
+    submit.add_argument("overrides", nargs="*", help="dotted overrides, e.g. storage.root=/mnt/shared/runs")
+    submit.add_argument("--address", help=job_server)
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return; do not stream logs")
+    submit.add_argument("--resume", action="store_true", help="finish an interrupted run in the same directory")
+    submit.set_defaults(func=cmd_submit)
+
+    status = sub.add_parser("status", help="state of a submitted sweep job")
+    status.add_argument("job_id")
+    status.add_argument("--address", help=job_server)
+    status.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
+    status.set_defaults(func=cmd_status)
+
+    stop = sub.add_parser("stop", help="stop a submitted sweep job")
+    stop.add_argument("job_id")
+    stop.add_argument("--address", help=job_server)
+    stop.set_defaults(func=cmd_stop)
+
     validate = sub.add_parser("validate", help="check configs without running them")
     validate.add_argument("configs", nargs="+")
     validate.add_argument("--set", dest="overrides", action="append", default=[], help="dotted override")
@@ -157,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", default="demo-data")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_data_synth)
+    fetch = data.add_parser("download", help="fetch an official data set (massive, sgd, tatoeba) into the data root; "
+                                             "`xsgd` prints how to get XSGD")
+    fetch.add_argument("name", help="massive, sgd, tatoeba or xsgd")
+    fetch.add_argument("--root", default=None, help="data root (default: $XSWEEP_DATA or ~/.cache/xsweep/data)")
+    fetch.add_argument("--url", default=None, help="a mirror of the official archive")
+    fetch.add_argument("--sha256", default=None, help="the archive's expected sha256")
+    fetch.add_argument("--allow-unpinned", action="store_true",
+                       help="accept an archive with no pinned hash (its hash is recorded)")
+    fetch.set_defaults(func=cmd_data_download)
     return parser
 
 

@@ -18,13 +18,17 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
 from xsweep.errors import XsweepError
 from xsweep.languages import check_locale
 
+NAMED_DATA = ("demo", "massive", "sgd")
+"""`data.path` values that name a data set xsweep finds itself rather than a folder."""
+NAMED_ALIGN_DATA = ("demo", "xsgd")
+"""`align.data` values that name parallel data xsweep finds itself."""
 HeadKind = Literal["vanilla", "nli", "slot"]
 Method = Literal["ft", "pt", "apt"]
 PromptKind = Literal["input", "layer", "none"]
@@ -43,21 +47,31 @@ class BackboneConfig:
 
 @dataclass
 class DataConfig:
-    dataset: Literal["massive"] = "massive"
-    """Which data set the downstream task reads."""
+    dataset: Literal["massive", "sgd"] = "massive"
+    """Which data set the downstream task reads: `massive` (intents or slots), or `sgd` (the paper's
+    SGD intent task: NLI over the turn's service's intents, out of scope below 0.5; head.kind nli)."""
     path: str = "demo"
-    """`demo` (data xsweep generates itself) or a MASSIVE folder holding `<locale>.jsonl` files
-    (`1.1/data/` inside it is found too). Relative paths are relative to the config file."""
+    """`demo` (data xsweep generates itself; for sgd its XSGD-layout dialogues), `massive` (the MASSIVE
+    1.1 release fetched by `xsweep data download massive` into xsweep's data root), `sgd` (SGD fetched
+    by `xsweep data download sgd`), or a folder: MASSIVE `<locale>.jsonl` files (`1.1/data/` inside it
+    is found too), or for sgd one holding `train/ dev/ test/`. Relative paths are relative to the config file."""
     train_locale: str = "en-US"
     """Training and model selection use this locale only."""
     eval_locales: list[str] | Literal["all"] = "all"
-    """Locales evaluated on test; `all` means every locale file found in `path`."""
+    """Locales evaluated on test; `all` means every locale file found in `path` (sgd: en-US, plus
+    the locales of the XSGD translations its test dialogues carry)."""
     shots: int | None = None
     """Training examples per intent; None uses all of them."""
     sample_seed: int | None = None
     """Seed of the few-shot sample; None means the trial's `seed`."""
     max_seq_len: int = 64
     """Tokens per utterance after tokenization, specials included."""
+    intent_turns: Literal["active_intent", "intent_acts"] = "active_intent"
+    """SGD only: which user frames carry an intent. `active_intent`: every frame carries its state's
+    active intent (NONE: out of scope); `intent_acts`: only frames whose actions inform or affirm an
+    intent (INFORM_INTENT, AFFIRM_INTENT), every other frame is out of scope."""
+    dialogues_per_service: int | None = 5
+    """SGD only: training dialogues sampled per service (the paper: 5); None uses all of them."""
 
 
 @dataclass
@@ -107,11 +121,39 @@ class OptimConfig:
 
 
 @dataclass
+class OptunaConfig:
+    """Optuna's TPE over continuous or discrete ranges, in place of listing values in the grid."""
+
+    trials: int = 20
+    """Points TPE suggests per study; each runs every seed, and TPE learns from their mean English
+    dev score (so a point is judged like a grid point: over all its seeds)."""
+    parallel: int = 4
+    """Points suggested and run at once; TPE sees their scores before it suggests the next ones."""
+    seed: int = 0
+    """Seed of the TPE sampler: the same seed and results suggest the same points (so --resume
+    finds the finished ones)."""
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Dotted key -> range: `{low: 1e-4, high: 1e-1, log: true}` (floats; `int: true` for integers)
+    or `{choices: [1, 8, 16]}`."""
+
+
+@dataclass
 class SweepConfig:
     grid: dict[str, list[Any]] = field(default_factory=lambda: {"optim.lr": [1e-2]})
-    """Dotted key -> values; the sweep runs the cross product, once per seed."""
+    """Dotted key -> values; the sweep runs the cross product, once per seed. An axis whose values
+    are mappings sets several keys together, under a name of its own choosing, e.g.
+    `variant: [{method: ft, prompt.kind: none}, {method: pt}]` (FT takes no prompt, PT does)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds run for every grid point; the paper uses 5."""
+    search: Literal["grid", "optuna"] = "grid"
+    """`grid`: every grid point; `optuna`: TPE over `optuna.space`, one study per grid point (the
+    grid then holds only the axes that are not searched, or nothing: `grid: {}`)."""
+    optuna: OptunaConfig = field(default_factory=OptunaConfig)
+    evaluate: Literal["selected", "all"] = "selected"
+    """`selected`: PT/APT trials report English dev only, and once the grid has run, each group's
+    learning rate chosen on English dev (all its seeds) is tested on every language from the kept
+    checkpoints (the tables are the same as testing every trial, at a fraction of the cost);
+    `all`: every trial tests every language, for analysis. FT trials always test inside the trial."""
     max_concurrent_trials: int | None = None
     """Upper bound on trials running at once; None lets the resources decide."""
 
@@ -123,7 +165,7 @@ class ResourcesConfig:
     gpus_per_trial: float = 0.0
     """GPUs a trial's training worker asks Ray for; fractions share one GPU."""
     num_workers: int = 1
-    """Ray Train workers per trial."""
+    """Must be 1: a downstream trial is one process (alignment's workers: `align.num_workers`)."""
 
 
 @dataclass
@@ -132,6 +174,44 @@ class StorageConfig:
     """Folder holding run directories; relative paths are relative to the working directory."""
     name: str | None = None
     """Run directory name under `root`; None uses the experiment's `name`."""
+    shared: bool = False
+    """`root` is the same folder on every node of the cluster (an NFS/EFS mount, or one machine's
+    disk); required to run on a cluster of several nodes, where trials write from any node."""
+
+
+@dataclass
+class AlignStageConfig:
+    """APT's first stage: alignment pretraining of the prompt on parallel data.
+
+    When `data` is set, every APT trial of the sweep depends on the alignment run of its backbone
+    and prompt settings (kind, length, position convention, reparameterisation); the sweep runs
+    each distinct one once, before the trials, and reuses a finished one (found by what it trains,
+    not by a path). The defaults are the paper's.
+    """
+
+    data: str | None = None
+    """`demo` (the demo XSGD dialogues), `xsgd` (XSGD placed by hand in xsweep's data root as
+    `xsgd/`; see `xsweep data download xsgd`), an XSGD/SGD-layout folder (`utterance_<code>` fields), or a
+    `.tsv` file of `english<TAB>target` lines (non-conversational parallel text). None: no stage;
+    APT trials then need `prompt.init_from`."""
+    targets: list[str] | Literal["all"] = "all"
+    """XSGD codes or MASSIVE locales aligned to English; `all`: every language in the files."""
+    lang: str | None = None
+    """`.tsv` data only: the target language's code."""
+    epochs: int = 10
+    """Passes over the documents (each draws one span of 1-4 turns per dialogue)."""
+    batch_size: int = 64
+    """Pairs per optimiser step over all workers (32 for XLM-R XL in the paper)."""
+    lr: float = 1e-3
+    """Peak Adam learning rate (10% warm-up, then linear decay)."""
+    max_seq_len: int = 128
+    """Tokens per side of a pair, specials included."""
+    seed: int = 0
+    """Seed of the alignment run (prompt initialisation, spans, masking, dropout)."""
+    num_workers: int = 1
+    """Ray Train workers (DDP) of each alignment run."""
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
 
 
 @dataclass
@@ -148,6 +228,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    align: AlignStageConfig = field(default_factory=AlignStageConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -266,18 +347,21 @@ def with_overrides(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentC
     raw = to_dict(cfg)
     for key, value in values.items():
         set_dotted(raw, key, value, where=f"sweep value {key}={value!r}")
-    return from_dict(raw, source="sweep grid", lines={})
+    return from_dict(raw, source="sweep grid", lines={}, check_grid=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # Typed conversion
 
 
-def from_dict(raw: dict, *, source: str = "<config>", lines: dict[str, int] | None = None) -> ExperimentConfig:
-    """Build and check an `ExperimentConfig` from plain data."""
+def from_dict(raw: dict, *, source: str = "<config>", lines: dict[str, int] | None = None,
+              check_grid: bool = True) -> ExperimentConfig:
+    """Build and check an `ExperimentConfig` from plain data. `check_grid=False` skips checking each
+    grid value against this config: a trial's config (one grid point applied) is checked as itself,
+    and its other points, which may set keys together differently, are not its concern."""
     lines = lines or {}
     cfg = _build(ExperimentConfig, raw, "", source, lines)
-    _check_combinations(cfg, source, lines)
+    _check_combinations(cfg, source, lines, check_grid=check_grid)
     return cfg
 
 
@@ -391,7 +475,8 @@ def _try_coerce(value: Any, hint: Any) -> tuple[bool, Any]:
 # Combinations
 
 
-def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int]) -> None:
+def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int], *,
+                        check_grid: bool = True) -> None:
     def fail(key: str, what: str, fix: str) -> None:
         raise XsweepError(what, where=_where(source, lines, key), fix=fix)
 
@@ -421,9 +506,31 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if cfg.method == "ft" and p.kind != "none":
         fail("prompt.kind", "method ft fine-tunes the whole backbone and takes no prompt",
              "set prompt.kind: none for ft, or use method: pt")
-    if cfg.method == "apt" and not p.init_from:
-        fail("prompt.init_from", "method apt starts from an aligned prompt but prompt.init_from is not set",
-             "set prompt.init_from to the directory of an alignment run's saved prompt")
+    if cfg.method == "apt" and not p.init_from and not cfg.align.data:
+        fail("prompt.init_from", "method apt starts from an aligned prompt, but neither align.data (an "
+             "alignment stage) nor prompt.init_from (a saved prompt) is set",
+             "set align.data to parallel data (e.g. demo) so the sweep aligns the prompt first, or "
+             "prompt.init_from to the directory of an alignment run's saved prompt")
+    if p.init_from and cfg.align.data:
+        fail("prompt.init_from", "prompt.init_from and align.data both say where APT's prompt comes from",
+             "keep one: align.data runs the alignment stage, prompt.init_from reuses a saved prompt")
+    a = cfg.align
+    for key in ("epochs", "batch_size", "num_workers"):
+        if getattr(a, key) < 1:
+            fail(f"align.{key}", f"align.{key} must be at least 1, got {getattr(a, key)}",
+                 f"set align.{key} to a positive integer")
+    if a.batch_size < 2:
+        fail("align.batch_size", "the contrastive loss needs at least 2 pairs per batch", "use e.g. 64")
+    if a.batch_size < 2 * a.num_workers:
+        fail("align.batch_size", f"align.batch_size {a.batch_size} leaves a worker of the {a.num_workers} "
+             "fewer than 2 pairs: the contrastive loss needs in-batch negatives",
+             f"use align.batch_size >= {2 * a.num_workers}, or fewer workers")
+    if not a.lr > 0 or a.cpus_per_worker <= 0 or a.gpus_per_worker < 0 or a.max_seq_len < 4:
+        fail("align", "align needs lr > 0, cpus_per_worker > 0, gpus_per_worker >= 0, max_seq_len >= 4",
+             "e.g. lr: 1e-3, cpus_per_worker: 1, gpus_per_worker: 0, max_seq_len: 128")
+    if a.data and a.data.endswith(".tsv") and not a.lang:
+        fail("align.lang", "a .tsv alignment file needs the target language's code",
+             "set align.lang, e.g. de-DE")
     if cfg.method != "apt" and p.init_from:
         fail("prompt.init_from", f"prompt.init_from is only used by method apt, not {cfg.method}",
              "remove prompt.init_from or use method: apt")
@@ -442,9 +549,33 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
         fail("data.eval_locales", "data.eval_locales is empty", "list locales, e.g. [en-US, de-DE], or use all")
     if d.max_seq_len < 4:
         fail("data.max_seq_len", f"data.max_seq_len must be at least 4, got {d.max_seq_len}", "use e.g. 64")
-    if d.path != "demo" and not Path(d.path).expanduser().exists() and Path(d.path).is_absolute():
+    if d.dialogues_per_service is not None and d.dialogues_per_service < 1:
+        fail("data.dialogues_per_service", f"data.dialogues_per_service must be at least 1 (or null for all), "
+             f"got {d.dialogues_per_service}", "use 5 (the paper's SGD setting) or null")
+    if d.dataset == "sgd":
+        if cfg.head.kind != "nli":
+            fail("head.kind", f"data.dataset sgd is the paper's NLI intent task, but head.kind is {cfg.head.kind!r}",
+                 "set head.kind: nli")
+        if d.shots is not None:
+            fail("data.shots", "data.shots counts MASSIVE examples per intent; SGD samples dialogues per service",
+                 "remove data.shots and set data.dialogues_per_service (5 in the paper, null for all)")
+        if d.path == "massive":
+            fail("data.path", "data.dataset is sgd but data.path names MASSIVE",
+                 "use data.path: sgd (after `xsweep data download sgd`), demo, or an SGD folder")
+    elif d.path == "sgd":
+        fail("data.path", f"data.path sgd names SGD but data.dataset is {d.dataset!r}",
+             "set data.dataset: sgd (with head.kind: nli), or point data.path at MASSIVE")
+    if d.path not in NAMED_DATA and not Path(d.path).expanduser().exists() and Path(d.path).is_absolute():
         fail("data.path", f"data folder {d.path!r} does not exist",
              "point data.path at a MASSIVE folder of <locale>.jsonl files, or use `demo`")
+    r = cfg.resources
+    if r.num_workers != 1:
+        fail("resources.num_workers", f"resources.num_workers is {r.num_workers}, but a downstream trial runs "
+             "in one process", "leave it at 1; run more trials at once with sweep.max_concurrent_trials "
+             "(data-parallel workers are for alignment: align.num_workers)")
+    if r.cpus_per_trial <= 0 or r.gpus_per_trial < 0 or r.num_workers < 1:
+        fail("resources", "resources need cpus_per_trial > 0, gpus_per_trial >= 0, num_workers >= 1",
+             "e.g. cpus_per_trial: 1, gpus_per_trial: 0, num_workers: 1")
     s = cfg.sweep
     if not s.seeds:
         fail("sweep.seeds", "sweep.seeds is empty", "list at least one seed, e.g. [0, 1, 2, 3, 4]")
@@ -453,31 +584,80 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if s.max_concurrent_trials is not None and s.max_concurrent_trials < 1:
         fail("sweep.max_concurrent_trials", "sweep.max_concurrent_trials must be at least 1",
              "use a positive integer or null")
-    for key, values in s.grid.items():
+    for key, values in s.grid.items() if check_grid else ():
         gkey = f"sweep.grid.{key}"
-        if key in ("seed", "sweep") or key.startswith("sweep."):
-            fail(gkey, f"{key!r} cannot be a grid key", "list seeds in sweep.seeds instead")
+        for value in values:
+            for dotted in _axis_value(key, value):
+                if dotted in ("seed", "sweep") or dotted.startswith("sweep."):
+                    fail(gkey, f"{dotted!r} cannot be a grid key", "list seeds in sweep.seeds instead")
         if not values:
             fail(gkey, f"sweep grid {key!r} has no values", "list at least one value")
+        bundles = [isinstance(value, dict) for value in values]
+        if any(bundles) and not all(bundles):
+            fail(gkey, f"sweep grid {key!r} mixes mappings and plain values",
+                 "make every value a mapping of keys set together, or none")
         for value in values:
             # Each grid value must make a valid config on its own (types and combinations).
             probe = to_dict(cfg)
             probe["sweep"]["grid"] = {}
             try:
-                set_dotted(probe, key, value, where=gkey)
+                for dotted, item in _axis_value(key, value).items():
+                    set_dotted(probe, dotted, item, where=gkey)
                 from_dict(probe, source=source)
             except XsweepError as exc:
                 fail(gkey, f"sweep grid value {key}={value!r} is invalid: {exc.what}",
                      exc.fix or "fix the grid value")
-    r = cfg.resources
-    if r.cpus_per_trial <= 0 or r.gpus_per_trial < 0 or r.num_workers < 1:
-        fail("resources", "resources need cpus_per_trial > 0, gpus_per_trial >= 0, num_workers >= 1",
-             "e.g. cpus_per_trial: 1, gpus_per_trial: 0, num_workers: 1")
+    if s.search == "optuna":
+        _check_optuna(cfg, fail)
+
+
+def _check_optuna(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
+    o = cfg.sweep.optuna
+    if o.trials < 1 or o.parallel < 1:
+        fail("sweep.optuna", "sweep.optuna.trials and .parallel must be at least 1", "e.g. trials: 20, parallel: 4")
+    if not o.space:
+        fail("sweep.optuna.space", "search is optuna but sweep.optuna.space is empty",
+             "give ranges, e.g. space: {optim.lr: {low: 1.0e-4, high: 1.0e-1, log: true}}")
+    for key, spec in o.space.items():
+        where = f"sweep.optuna.space.{key}"
+        if key in cfg.sweep.grid:
+            fail(where, f"{key!r} is both searched by Optuna and listed in sweep.grid",
+                 f"remove {key} from sweep.grid (write `grid: {{}}` for no grid axes)")
+        if key == "seed" or key.startswith("sweep."):
+            fail(where, f"{key!r} cannot be searched", "list seeds in sweep.seeds instead")
+        allowed = {"choices"} if "choices" in spec else {"low", "high", "log", "int"}
+        unknown = set(spec) - allowed
+        if unknown or ("choices" not in spec and not {"low", "high"} <= set(spec)):
+            fail(where, f"range {spec!r} is neither {{low, high[, log, int]}} nor {{choices}}",
+                 "write {low: 1.0e-4, high: 1.0e-1, log: true} or {choices: [1, 8, 16]}")
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                fail(where, "choices must be a non-empty list", "e.g. choices: [1, 8, 16]")
+            samples = spec["choices"]
+        else:
+            ok_low, low = _try_coerce(spec["low"], float)
+            ok_high, high = _try_coerce(spec["high"], float)
+            if not (ok_low and ok_high) or not low < high or (spec.get("log") and low <= 0):
+                fail(where, f"range needs numbers low < high (and low > 0 with log); got {spec!r}",
+                     "e.g. {low: 1.0e-4, high: 1.0e-1, log: true}")
+            samples = [int(low), int(high)] if spec.get("int") else [low, high]
+        for value in samples:
+            probe = to_dict(cfg)
+            probe["sweep"] = {}
+            try:
+                set_dotted(probe, key, value, where=where)
+                from_dict(probe, source="optuna space")
+            except XsweepError as exc:
+                fail(where, f"searching {key} gives an invalid config at {value!r}: {exc.what}",
+                     exc.fix or "fix the range")
+    if cfg.align.data and any(key.startswith("prompt.") for key in o.space):
+        fail("sweep.optuna.space", "an experiment with an alignment stage cannot search prompt settings: "
+             "each would need its own alignment run", "list prompt settings in sweep.grid instead")
 
 
 def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
     """Relative data and prompt paths are relative to the config file; check they exist."""
-    if cfg.data.path != "demo":
+    if cfg.data.path not in NAMED_DATA:
         data_path = Path(cfg.data.path).expanduser()
         if not data_path.is_absolute():
             data_path = (base / data_path).resolve()
@@ -486,6 +666,15 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
                               fix="point data.path at a MASSIVE folder of <locale>.jsonl files "
                                   "(relative to the config file), or use `demo`")
         cfg.data.path = str(data_path)
+    if cfg.align.data and cfg.align.data not in NAMED_ALIGN_DATA and "://" not in cfg.align.data:
+        align_path = Path(cfg.align.data).expanduser()
+        if not align_path.is_absolute():
+            align_path = (base / align_path).resolve()
+        if not align_path.exists():
+            raise XsweepError(f"alignment data {str(align_path)!r} does not exist", where="align.data",
+                              fix="point align.data at an XSGD-layout folder or a .tsv file of parallel "
+                                  "lines (relative to the config file), or use `demo`")
+        cfg.align.data = str(align_path)
     if cfg.prompt.init_from:
         init = Path(cfg.prompt.init_from).expanduser()
         cfg.prompt.init_from = str(init if init.is_absolute() else (base / init).resolve())
@@ -496,5 +685,12 @@ def grid_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """The cross product of the sweep grid, in file order: a list of {dotted key: value}."""
     points: list[dict[str, Any]] = [{}]
     for key, values in cfg.sweep.grid.items():
-        points = [{**point, key: value} for point in points for value in values]
+        points = [{**point, **_axis_value(key, value)} for point in points for value in values]
     return points
+
+
+def _axis_value(key: str, value: Any) -> dict[str, Any]:
+    """The dotted keys one grid value sets: itself, or a mapping's keys set together."""
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    return {key: value}

@@ -19,6 +19,12 @@ def cache_dir() -> Path:
     return path
 
 
+def data_root() -> Path:
+    """Where `xsweep data download` puts data sets; XSWEEP_DATA overrides (default: the cache)."""
+    override = os.environ.get("XSWEEP_DATA")
+    return Path(override).expanduser() if override else cache_dir() / "data"
+
+
 def shared_data_dir() -> Path:
     """The real data sets beside the checkout (../shared/data); XSWEEP_SHARED_DATA overrides."""
     override = os.environ.get("XSWEEP_SHARED_DATA")

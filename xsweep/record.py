@@ -106,6 +106,9 @@ def read_records(run_dir: Path) -> list[TrialRecord]:
 def group_of(resolved: dict[str, Any]) -> tuple[str, str]:
     """(group key, readable group name) of a resolved config given as plain data."""
     keyed = {k: v for k, v in resolved.items() if k not in _NOT_IN_GROUP}
+    # Which languages are tested does not change what is trained: a sweep resumed with more
+    # languages keeps its trials.
+    keyed["data"] = {k: v for k, v in keyed.get("data", {}).items() if k != "eval_locales"}
     keyed["optim"] = {k: v for k, v in keyed.get("optim", {}).items() if k != "lr"}
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     prompt = resolved.get("prompt", {})

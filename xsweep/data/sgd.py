@@ -229,6 +229,25 @@ def intent_examples(dialogues: Sequence[dict], schema: dict[str, SgdService],
     return out
 
 
+def read_split_examples(data_dir: Path, split: str, lang: str | None = None,
+                        intent_turns: IntentTurns = "active_intent") -> list[SgdIntentExample]:
+    """The intent examples of one split of an SGD/XSGD folder (see `split_dir`), validated."""
+    folder = split_dir(data_dir, split)
+    return intent_examples(read_dialogues(folder, lang), read_schema(folder), intent_turns, lang)
+
+
+def translation_codes(folder: Path) -> list[str]:
+    """XSGD codes whose `utterance_<code>` the split folder's turns carry (empty for SGD itself),
+    read off the first turn of the first dialogue file; `read_dialogues(folder, code)` checks
+    every turn has it."""
+    dialogues = _load_json(dialogue_files(folder)[0])
+    turns = dialogues[0].get("turns") if isinstance(dialogues, list) and dialogues and \
+        isinstance(dialogues[0], dict) else None
+    if not turns or not isinstance(turns[0], dict):
+        return []
+    return sorted(k[len("utterance_"):] for k in turns[0] if k.startswith("utterance_"))
+
+
 @dataclass(frozen=True)
 class DialogueSample:
     """Dialogue ids sampled per service, and the services that had fewer than asked."""

@@ -74,6 +74,9 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
     from xsweep.data.fewshot import sample_few_shot
     from xsweep.data.massive import read_massive
 
+    if cfg.data.dataset == "sgd":
+        check_sgd_data(cfg, data_dir, eval_locales)
+        return
     configs = trial_configs(cfg)
     train_locales = sorted({c.data.train_locale for c in configs})
     for locale in sorted(set(eval_locales) | set(train_locales)):
@@ -94,6 +97,22 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
             except XsweepError as exc:
                 raise XsweepError(f"data.shots={shots}: {exc.what} in the {locale} training data",
                                   where="data.shots", fix=exc.fix) from None
+
+
+def check_sgd_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -> None:
+    """Read every SGD split a trial reads (validating every dialogue against its schema) in each
+    turn choice of the grid; training needs in-scope frames, dev and test any frame."""
+    from xsweep.train.sgd_task import read_examples
+
+    configs = {c.data.intent_turns: c for c in trial_configs(cfg)}.values()
+    for trial_cfg in configs:
+        reads = [(trial_cfg.data.train_locale, "train"), (trial_cfg.data.train_locale, "dev")]
+        for locale, split in reads + [(locale, "test") for locale in eval_locales]:
+            examples = read_examples(trial_cfg, data_dir, locale, split)
+            if not examples or (split == "train" and all(e.intent is None for e in examples)):
+                raise XsweepError(f"the SGD {split} split holds no {'in-scope ' if examples else ''}user frames "
+                                  f"for {locale} with data.intent_turns={trial_cfg.data.intent_turns}",
+                                  where=str(data_dir), fix="use complete SGD files")
 
 
 def check_aligned_prompts(cfg: ExperimentConfig) -> None:

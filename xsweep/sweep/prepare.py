@@ -18,7 +18,7 @@ from xsweep.atomic import write_json
 from xsweep.config import ExperimentConfig
 from xsweep.data.massive import available_locales, locale_file
 from xsweep.errors import XsweepError
-from xsweep.paths import REPO_ROOT, cache_dir
+from xsweep.paths import REPO_ROOT, cache_dir, data_root
 from xsweep.sweep.preflight import check_aligned_prompts, check_backbone, check_data
 
 BUILTIN_PREFIX = "builtin:"
@@ -36,7 +36,7 @@ DEMO_SEED = 0
 @dataclass
 class PreparedInputs:
     data_dir: Path
-    """Local MASSIVE folder of `<locale>.jsonl` files."""
+    """Local MASSIVE folder of `<locale>.jsonl` files, or SGD folder (`data.dataset: sgd`)."""
     eval_locales: list[str]
     backbone_path: str
     """Local directory (built-in or user's) or a hub id."""
@@ -56,10 +56,63 @@ def demo_data_dir(log: Callable[[str], None] = print) -> Path:
 def massive_dir(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.data.path == "demo":
         return demo_data_dir(log) / "massive" / "1.1" / "data"
+    if cfg.data.path == "massive":
+        folder = data_root() / "massive" / "1.1" / "data"
+        if not folder.is_dir():
+            raise XsweepError(f"data.path is massive but MASSIVE 1.1 is not in {str(folder)!r}",
+                              where="data.path",
+                              fix="fetch it with `xsweep data download massive` (XSWEEP_DATA sets where), "
+                                  "or set data.path to your copy's folder")
+        return folder
     return Path(cfg.data.path)  # read_massive accepts the locale folder, 1.1/data/ or the tarball
 
 
+def sgd_dir(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
+    """The folder holding SGD's (or XSGD's) `train/ dev/ test/` for `data.dataset: sgd`."""
+    if cfg.data.path == "demo":
+        return demo_data_dir(log) / "xsgd"  # the demo dialogues: SGD layout with XSGD translations
+    if cfg.data.path == "sgd":
+        folder = data_root() / "sgd"
+        if not folder.is_dir():
+            raise XsweepError(f"data.path is sgd but SGD is not in {str(folder)!r}", where="data.path",
+                              fix="fetch it with `xsweep data download sgd` (XSWEEP_DATA sets where), "
+                                  "or set data.path to your copy's folder")
+        return folder
+    return Path(cfg.data.path)  # split_dir also finds sgd/ or xsgd/ inside it
+
+
+def _prepare_sgd(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Path, list[str], list[Path]]:
+    """(folder, eval locales, files) of an SGD experiment: English test, plus the locales of the
+    XSGD translations the test split carries (none in SGD itself)."""
+    from xsweep.data.sgd import SPLITS, dialogue_files, split_dir
+    from xsweep.train.sgd_task import SOURCE_LOCALE, sgd_locales
+
+    data_dir = sgd_dir(cfg, log)
+    found = sgd_locales(data_dir)
+    for key, wanted in (("data.train_locale", [cfg.data.train_locale]),
+                        ("data.eval_locales", [] if cfg.data.eval_locales == "all" else cfg.data.eval_locales)):
+        missing = [loc for loc in wanted if loc not in found]
+        if missing:
+            raise XsweepError(f"no SGD/XSGD utterances for {', '.join(missing)} in {str(data_dir)!r}", where=key,
+                              fix=f"languages found there: {', '.join(found)}; SGD itself is English only "
+                                  f"({SOURCE_LOCALE}), other locales need XSGD files")
+    eval_locales = found if cfg.data.eval_locales == "all" else list(cfg.data.eval_locales)
+    files = []
+    for split in SPLITS:
+        folder = split_dir(data_dir, split)
+        files += [folder / "schema.json", *dialogue_files(folder)]
+    return data_dir, eval_locales, files
+
+
 def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> PreparedInputs:
+    if cfg.data.dataset == "sgd":
+        data_dir, eval_locales, files = _prepare_sgd(cfg, log)
+        check_data(cfg, data_dir, eval_locales)
+        check_aligned_prompts(cfg)
+        if not cfg.backbone.name.startswith(BUILTIN_PREFIX):
+            check_backbone(cfg.backbone.name)
+        return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
+                              backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
     data_dir = massive_dir(cfg, log)
     found = available_locales(data_dir)
     if cfg.data.train_locale not in found:
@@ -135,6 +188,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _file_name(path: Path, data_dir: Path, cfg: ExperimentConfig) -> str:
+    """A data file's manifest key: its name (MASSIVE's `<locale>.jsonl`), or for SGD its path in
+    the data folder, since each of SGD's splits holds a `schema.json`."""
+    if cfg.data.dataset == "massive":
+        return path.name
+    try:
+        return path.relative_to(data_dir).as_posix()
+    except ValueError:
+        return path.name
+
+
 def write_manifest(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs) -> Path:
     """What any table of this run can be traced back to: code, packages, data, command."""
     manifest = {
@@ -146,7 +210,7 @@ def write_manifest(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
         "xsweep_git_commit": _git_commit(),
         "backbone": {"name": cfg.backbone.name, "path": inputs.backbone_path},
         "data_dir": str(inputs.data_dir),
-        "data_files": {p.name: sha256_of(p) for p in inputs.data_files},
+        "data_files": {_file_name(p, inputs.data_dir, cfg): sha256_of(p) for p in inputs.data_files},
         "eval_locales": inputs.eval_locales,
     }
     path = run_dir / "manifest.json"

@@ -1,12 +1,14 @@
 """Run an experiment's sweep on Ray: prepare data and backbone, run the grid, write the report.
 
-Three layers, as in Ray's own Train+Tune pattern: the worker loop (`train.downstream`), a trial
-driver that builds a `TorchTrainer` named after the trial, and a `Tuner` over the drivers.
-This module and `sweep/` are the only places that import Ray Tune.
+Two layers: the trial loop (`train.downstream`), run by a Tune function trainable in the trial's
+own actor (`sweep.trial`; docs/trials.md says why not a Ray Train worker group per trial), and a
+`Tuner` over the trials that reuses each actor for the next trial. This module and `sweep/` are
+the only places that import Ray Tune.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import asdict
@@ -16,14 +18,19 @@ from typing import Any, Callable
 from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, with_overrides
 from xsweep.errors import XsweepError
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
+from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
-from xsweep.sweep.prepare import PreparedInputs, prepare_inputs, write_manifest
+from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
+from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
+from xsweep.sweep.search import run_optuna
+from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
+                                 run_align_stages, stage_shapes, trial_overrides)
 from xsweep.train.downstream import TrialSpec
 
 Log = Callable[[str], None]
 
-# Ray Train polls its workers every few seconds by default; on a small sweep that polling is most
-# of a trial's start-up time (measured: ~25 s -> ~9 s per trial on 2 cores).
+# Ray Train polls its workers every few seconds by default; for a short Ray Train run (an alignment
+# stage) that polling is most of its start-up time (measured: ~25 s -> ~9 s per run on 2 cores).
 RAY_TRAIN_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "0.5",
@@ -34,12 +41,18 @@ def run_dir_of(cfg: ExperimentConfig) -> Path:
     return Path(cfg.storage.root).expanduser().resolve() / cfg.run_name
 
 
-def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs) -> list[TrialSpec]:
-    """One TrialSpec per (grid point, seed), with stable ids so a resumed sweep finds them."""
+def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, stages: list[AlignStage] = (),
+                points: list[dict[str, Any]] | None = None, first_index: int = 0) -> list[TrialSpec]:
+    """One TrialSpec per (point, seed), with stable ids so a resumed sweep finds them; `points`
+    defaults to the grid's. APT trials of a staged experiment start from their stage's prompt.
+    PT/APT trials test no language themselves unless `sweep.evaluate` is `all`: the evaluation
+    stage tests the selected learning rate's."""
     specs = []
-    for index, point in enumerate(grid_points(cfg)):
+    for index, point in enumerate(grid_points(cfg) if points is None else points, first_index):
         for seed in cfg.sweep.seeds:
             trial_cfg = with_overrides(cfg, {**point, "seed": seed})
+            trial_cfg = with_overrides(trial_cfg, trial_overrides(stages, trial_cfg))
+            trial_cfg.sweep.grid = {}  # a trial is one grid point; the run's config.yaml keeps the grid
             resolved = to_dict(trial_cfg)
             key, name = group_of(resolved)
             trial_id = trial_id_of(key, trial_cfg.optim.lr, seed, index)
@@ -50,7 +63,7 @@ def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs) ->
                 config=resolved,
                 backbone_path=str(inputs.backbone_path),
                 data_dir=str(inputs.data_dir),
-                eval_locales=list(inputs.eval_locales),
+                eval_locales=list(inputs.eval_locales) if tests_inside_trial(cfg, trial_cfg.method) else [],
                 group_key=key,
                 group_name=name,
             ))
@@ -66,28 +79,79 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
     check_storage(run_dir)
     _check_existing_run(run_dir, cfg, resume)
     inputs = prepare_inputs(cfg, log=log)
-    specs = plan_trials(cfg, run_dir, inputs)
+    stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(log)) if stage_shapes(cfg) else []
+    check_align_data(stages)
+    specs = plan_trials(cfg, run_dir, inputs, stages)
     pending = [s for s in specs if not _completed(Path(s.trial_dir))]
     created = _claim_run_dir(run_dir, cfg, inputs)
     if pending:
         try:
             start_ray(address)
+            check_cluster_storage(cfg, run_dir, inputs)  # several nodes must share the run's files
         except XsweepError:  # a cluster that refuses us (auth, versions) leaves no run directory
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
     log(f"run directory: {run_dir}")
-    log(f"{len(specs)} trials ({len(grid_points(cfg))} grid points x {len(cfg.sweep.seeds)} seeds); "
-        f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
-    failed = _run_on_ray(cfg, run_dir, pending, log=log) if pending else []
+    if pending:
+        # Only stages whose trials still run: a finished sweep never re-aligns.
+        run_align_stages([st for st in stages if any(_starts_from(s, st) for s in pending)], cfg, log=log)
+    if cfg.sweep.search == "optuna":
+        failed = _run_optuna(cfg, run_dir, inputs, stages, log=log)
+    else:
+        log(f"{len(specs)} trials ({len(grid_points(cfg))} grid points x {len(cfg.sweep.seeds)} seeds); "
+            f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
+        failed = _run_on_ray(cfg, run_dir, pending, log=log) if pending else []
+    if cfg.sweep.evaluate == "selected":
+        planned = specs if cfg.sweep.search == "grid" else _planned_so_far(run_dir)
+        failed += run_evaluation_stage(cfg, planned, inputs.eval_locales, start_ray=lambda: start_ray(address),
+                                       log=log)
     return run_dir, failed
 
 
+def _run_optuna(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, stages: list[AlignStage], *,
+                log: Log) -> list[str]:
+    """TPE suggests points; each runs as the grid's trials would (every seed), finished ones skipped."""
+    failed: list[str] = []
+
+    def run_points(first_index: int, points: list[dict[str, Any]]) -> list[TrialSpec]:
+        specs = plan_trials(cfg, run_dir, inputs, stages, points, first_index)
+        pending = [s for s in specs if not _completed(Path(s.trial_dir))]
+        if pending:
+            log(f"{len(points)} point(s) x {len(cfg.sweep.seeds)} seeds: {len(pending)} trial(s) to run")
+            failed.extend(_run_on_ray(cfg, run_dir, pending, log=log))
+        _write_planned(run_dir, specs)
+        return specs
+
+    run_optuna(cfg, run_dir, run_points, log=log)
+    return failed
+
+
+def _write_planned(run_dir: Path, specs: list[TrialSpec]) -> None:
+    """Optuna's trials are not known in advance: keep the specs planned so far for later stages."""
+    from xsweep.atomic import write_json
+
+    path = run_dir / "search" / "planned.json"
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    known.update({s.trial_id: asdict(s) for s in specs})
+    write_json(path, known)
+
+
+def _planned_so_far(run_dir: Path) -> list[TrialSpec]:
+    path = run_dir / "search" / "planned.json"
+    if not path.is_file():
+        return []
+    return [TrialSpec(**spec) for spec in json.loads(path.read_text(encoding="utf-8")).values()]
+
+
 def describe_plan(cfg: ExperimentConfig) -> str:
-    """What `xsweep run --dry-run` prints: the trials the sweep implies, nothing run."""
+    """What `xsweep run --dry-run` prints: the stages and trials the sweep implies, nothing run."""
     points = grid_points(cfg)
+    stages = describe_stages(cfg)
     lines = [f"experiment {cfg.name}: {len(points)} grid points x {len(cfg.sweep.seeds)} seeds "
-             f"= {len(points) * len(cfg.sweep.seeds)} trials",
+             f"= {len(points) * len(cfg.sweep.seeds)} trials; {2 if stages else 1} stage(s)",
+             *stages,
+             f"{'stage 2' if stages else 'stage 1'}: downstream trials",
              f"  method {cfg.method}, prompt {cfg.prompt.kind} x {cfg.prompt.length}, head {cfg.head.kind}, "
              f"backbone {cfg.backbone.name}, shots {cfg.data.shots or 'all'}",
              f"  run directory: {run_dir_of(cfg)}"]
@@ -101,11 +165,31 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
         raise XsweepError(f"run directory {str(run_dir)!r} already holds a run",
                           fix="add --resume to finish it, or set storage.name=<new name> for a fresh run")
     if config_file.exists() and resume:
-        old = config_file.read_text(encoding="utf-8")
-        if old != dump_yaml(cfg):
-            raise XsweepError(f"--resume: the config differs from the one {str(run_dir)!r} was started with",
-                              where=str(config_file),
-                              fix="resume with the same config and overrides, or use a new storage.name")
+        import yaml
+
+        old = _flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
+        new = _flatten(to_dict(cfg))
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise XsweepError(f"--resume: the config differs from the one {str(run_dir)!r} was started with, "
+                              f"in {', '.join(changed)}", where=str(config_file),
+                              fix="resume with the same config and overrides (only "
+                                  f"{', '.join(RESUMABLE_CHANGES)} may change), or use a new storage.name")
+
+
+RESUMABLE_CHANGES = ("sweep.seeds", "data.eval_locales", "sweep.evaluate", "sweep.max_concurrent_trials")
+"""What `--resume` may change: more seeds run only the new ones, more languages test only the
+selected trials on the new ones; finished trials are reused either way."""
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and not (prefix + key).startswith(("sweep.grid", "sweep.optuna")):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs) -> bool:
@@ -117,8 +201,7 @@ def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not config_file.exists():
-            write_text(config_file, dump_yaml(cfg))
+        write_text(config_file, dump_yaml(cfg))  # a resumed run may have added seeds or languages
         write_manifest(run_dir, cfg, inputs)
     except OSError as exc:
         if created:
@@ -128,6 +211,10 @@ def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
                           fix="set storage.root to a writable folder with free space "
                               "(e.g. storage.root=runs)") from None
     return created
+
+
+def _starts_from(spec: TrialSpec, stage: AlignStage) -> bool:
+    return spec.config["prompt"].get("init_from") == str(stage.output_dir)
 
 
 def _completed(trial_dir: Path) -> bool:
@@ -140,21 +227,19 @@ def _completed(trial_dir: Path) -> bool:
 def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *, log: Log) -> list[str]:
     from ray import tune
 
+    from xsweep.sweep.hosting import trial_resources
     from xsweep.sweep.progress import ProgressPrinter
-    from xsweep.sweep.trial import TUNE_MAX_FAILURES, trial_driver
+    from xsweep.sweep.trial import TRIAL_MAX_FAILURES, run_trial
 
-    resources = cfg.resources
     tuner = tune.Tuner(
-        # The driver only waits on its trainer; the trainer's workers hold the real resources.
-        tune.with_resources(trial_driver, {"cpu": 0.01}),
-        param_space={"spec": tune.grid_search([asdict(s) for s in specs]),
-                     "resources": asdict(resources),
-                     "storage": str(run_dir / "ray")},
-        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials,
+        tune.with_resources(run_trial, trial_resources(cfg.resources)),
+        param_space={"spec": tune.grid_search([asdict(s) for s in specs]), "resources": asdict(cfg.resources)},
+        # Reused actors keep their loaded backbone: trial 2..N of an actor skip process start and loading.
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials, reuse_actors=True,
                                     trial_name_creator=lambda t: t.config["spec"]["trial_id"],
                                     trial_dirname_creator=lambda t: t.config["spec"]["trial_id"]),
         run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=TUNE_MAX_FAILURES),
+                                  failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES),
                                   callbacks=[ProgressPrinter(log)]),
     )
     results = tuner.fit()

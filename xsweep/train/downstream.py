@@ -34,8 +34,7 @@ import torch
 
 from xsweep.atomic import atomic_path, write_json
 from xsweep.config import ExperimentConfig, from_dict
-from xsweep.data.fewshot import sample_few_shot, save_sample
-from xsweep.data.massive import MassiveExample, read_massive
+from xsweep.data.massive import MassiveExample
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import load_prompt_for_apt, save_trainable
@@ -43,7 +42,7 @@ from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.report.tensorboard import TrialWriter
 from xsweep.train.batches import EncodedSplit
 from xsweep.train.evaluate import evaluate_locales, trial_device
-from xsweep.train.tasks import METRICS, make_task, task_labels
+from xsweep.train.tasks import METRICS, make_task, read_examples, sample_training, task_labels
 
 Reporter = Callable[[dict[str, Any]], None]
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -64,7 +63,7 @@ class TrialSpec:
     backbone_path: str
     """Local directory of the backbone (built-in models are built before the sweep starts)."""
     data_dir: str
-    """Local MASSIVE folder of `<locale>.jsonl` files."""
+    """Local data folder: MASSIVE `<locale>.jsonl` files, or SGD's `train/ dev/ test/` (data.dataset)."""
     eval_locales: list[str]
     """Locales evaluated on test with the best checkpoint; empty: English dev only, no test."""
     group_key: str
@@ -79,8 +78,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_downstream(spec: TrialSpec, report: Reporter | None = None) -> TrialRecord:
-    """Run one downstream trial and return its record (also written to `spec.trial_dir`)."""
+def run_downstream(spec: TrialSpec, report: Reporter | None = None, *,
+                   load_backbone: Callable[..., tuple] = load_backbone) -> TrialRecord:
+    """Run one downstream trial and return its record (also written to `spec.trial_dir`).
+    `load_backbone`: how the frozen encoder and tokenizer are obtained (a process that hosts many
+    trials passes its cache, `sweep.hosting.backbone_loader`)."""
     report = report or (lambda metrics: None)
     cfg: ExperimentConfig = from_dict(spec.config, source=f"trial {spec.trial_id}")
     trial_dir = Path(spec.trial_dir)
@@ -99,7 +101,7 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None) -> TrialReco
     writer = TrialWriter(Path(spec.tensorboard_dir))
     clock = _Clock()
     try:
-        _train_and_evaluate(cfg, spec, record, writer, report, checkpoint, clock)
+        _train_and_evaluate(cfg, spec, record, writer, report, checkpoint, clock, load_backbone)
     except Exception as exc:  # the record must say how the trial ended, whatever ended it
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}"
@@ -126,19 +128,19 @@ class _Clock:
 
 def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRecord,
                         writer: TrialWriter, report: Reporter, checkpoint: dict[str, Any] | None,
-                        clock: _Clock) -> None:
+                        clock: _Clock, load_backbone: Callable[..., tuple]) -> None:
     seed_everything(cfg.seed)
     device = trial_device(cfg)
     trial_dir = Path(spec.trial_dir)
     data_dir = Path(spec.data_dir)
     locale = cfg.data.train_locale
 
-    train_all = read_massive(data_dir, locale, ["train"])
-    sample = sample_few_shot(train_all, cfg.data.shots, cfg.effective_sample_seed)  # k per intent, any task
-    save_sample(sample, trial_dir / "few_shot_sample.json")
+    # MASSIVE rows or SGD frames, as cfg.data.dataset says (train/tasks.py).
+    train_all = read_examples(cfg, data_dir, locale, "train")
+    train_rows = sample_training(cfg, train_all, trial_dir / "few_shot_sample.json")  # k per intent, any task
     labels = task_labels(cfg, train_all)  # from all of train: the same map for every shot count
     write_json(trial_dir / "labels.json", labels)
-    dev = read_massive(data_dir, locale, ["dev"])
+    dev = read_examples(cfg, data_dir, locale, "dev")
 
     encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
     task = make_task(cfg, labels, tokenizer)
@@ -148,7 +150,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     model.to(device)
     metric = task.metric
 
-    train_split, dev_split = task.encode(sample.examples), task.encode(dev)
+    train_split, dev_split = task.encode(train_rows), task.encode(dev)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / cfg.optim.batch_size)
@@ -245,6 +247,14 @@ def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[st
         torch.save(state, tmp)
 
 
+def training_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What decides a trial's training: the resolved config without where and how it runs, its
+    sweep, and the languages it is tested on (a sweep resumed with more of those reuses it)."""
+    kept = {k: v for k, v in resolved.items() if k not in ("name", "description", "sweep", "resources", "storage")}
+    kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "eval_locales"}
+    return kept
+
+
 def _read_checkpoint(path: Path, spec: TrialSpec) -> dict[str, Any] | None:
     """The trial's checkpoint, or None if it has none. Read with `weights_only=True`: a file that
     would need arbitrary unpickling is refused, never executed."""
@@ -258,7 +268,7 @@ def _read_checkpoint(path: Path, spec: TrialSpec) -> dict[str, Any] | None:
                           f"{str(exc).splitlines()[0] if str(exc) else ''}", where=str(path), fix=fix) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise XsweepError("the trial checkpoint is not one this version of xsweep writes", where=str(path), fix=fix)
-    if state["config"] != json.dumps(spec.config, sort_keys=True):
+    if training_config(json.loads(state["config"])) != training_config(spec.config):
         raise XsweepError("the trial checkpoint was written for another configuration", where=str(path), fix=fix)
     return state
 

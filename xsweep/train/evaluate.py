@@ -16,10 +16,9 @@ import torch
 
 from xsweep.atomic import write_text
 from xsweep.config import ExperimentConfig, from_dict
-from xsweep.data.massive import read_massive
 from xsweep.errors import XsweepError
 from xsweep.record import RECORD_FILE, read_record, write_record
-from xsweep.train.tasks import Task, make_task
+from xsweep.train.tasks import Task, make_task, read_examples
 
 if TYPE_CHECKING:
     from xsweep.models.prompted import PromptedModel
@@ -36,7 +35,7 @@ def evaluate_locales(task: Task, model: PromptedModel, data_dir: Path, locales: 
     (per-example predictions, for error analysis: which utterances fail, in which language)."""
     scores = {}
     for locale in locales:
-        rows = read_massive(Path(data_dir), locale, ["test"])
+        rows = read_examples(task.cfg, Path(data_dir), locale, "test")
         result = task.evaluate(model, task.encode(rows), batch_size, device)
         write_text(Path(trial_dir) / "predictions" / f"{locale}.jsonl",
                    "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.rows))

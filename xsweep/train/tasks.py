@@ -9,22 +9,28 @@ evaluation, early stopping, checkpoints, test evaluation. What differs is here:
 | nli       | NliModel    | 2B (utterance, hypothesis) pairs: each     | accuracy of the argmax over |
 |           |             | utterance's gold intent and one other      | all intents' entailment     |
 | slot      | SlotModel   | B word sequences, first-sub-token labels   | f1 (seqeval span micro F1)  |
+| nli (sgd) | NliModel    | per SGD frame: a positive and a negative   | accuracy, out of scope when |
+|           |             | (in scope), or one negative (out of scope) | no candidate passes 0.5     |
 
 `optim.eval_batch_size` counts rows of one forward: utterances, or pairs for NLI (N x C pairs).
 
 A task is built from the trial's label map (`labels.json`), never from the data it is evaluated
-on, so a saved trial is evaluated later with exactly the labels it was trained with.
+on, so a saved trial is evaluated later with exactly the labels it was trained with (SGD, where
+dev and test bring services of their own, takes its candidates from each frame's schema: see
+train/sgd_task.py). `read_examples` and `sample_training` give a task its rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 
 from xsweep.config import ExperimentConfig
-from xsweep.data.massive import OTHER, MassiveExample, intent_labels, slot_labels
+from xsweep.data.fewshot import sample_few_shot, save_sample
+from xsweep.data.massive import OTHER, MassiveExample, intent_labels, read_massive, slot_labels
 from xsweep.errors import XsweepError
 from xsweep.models.prompted import PromptedModel, build_intent_model
 from xsweep.objectives.nli import intent_hypothesis
@@ -77,6 +83,10 @@ def task_labels(cfg: ExperimentConfig, train: Sequence[MassiveExample]) -> dict[
     """The label map of a trial (written to `labels.json`), from ALL training rows of the training
     locale, not the few-shot sample: the map, and so the head's shape, is the same for every shot
     count and sample seed."""
+    if cfg.data.dataset == "sgd":
+        from xsweep.train.sgd_task import sgd_labels
+
+        return sgd_labels(cfg, train)
     labels: dict[str, Any] = {"task": cfg.head.kind, "intents": intent_labels(train)}
     if cfg.head.kind == "nli":
         # Saved, not recomputed: the hypotheses are part of what the model was trained on.
@@ -93,7 +103,12 @@ def task_labels(cfg: ExperimentConfig, train: Sequence[MassiveExample]) -> dict[
 
 
 def make_task(cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> Task:
-    """The task of `cfg.head.kind` with the label map `labels` (see `task_labels`)."""
+    """The task of `cfg.head.kind` with the label map `labels` (see `task_labels`); `labels["task"]`
+    `sgd` is the SGD intent task (data.dataset sgd, an NLI head)."""
+    if labels.get("task") == "sgd":
+        from xsweep.train.sgd_task import SgdTask
+
+        return SgdTask(cfg, labels, tokenizer)
     if cfg.head.kind == "vanilla":
         return IntentTask(cfg, labels["intents"], tokenizer)
     if cfg.head.kind == "nli":
@@ -105,6 +120,29 @@ def make_task(cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> 
 
         return SlotTask(cfg, labels["slots"], tokenizer)
     raise XsweepError(f"unknown head.kind {cfg.head.kind!r}", where="head.kind", fix="use vanilla, nli or slot")
+
+
+def read_examples(cfg: ExperimentConfig, data_dir: Path, locale: str, partition: str) -> list[Any]:
+    """The rows of one partition (train, dev, test) in one locale of `cfg.data.dataset`: MASSIVE
+    rows, or SGD intent frames (train/sgd_task.py). Tasks encode what this returns."""
+    if cfg.data.dataset == "sgd":
+        from xsweep.train.sgd_task import read_examples as read_sgd
+
+        return read_sgd(cfg, data_dir, locale, partition)
+    return read_massive(Path(data_dir), locale, [partition])
+
+
+def sample_training(cfg: ExperimentConfig, train: Sequence[Any], path: Path) -> list[Any]:
+    """The trial's training rows drawn from all of `train`, the draw written to `path`
+    (few_shot_sample.json): `data.shots` per intent (MASSIVE, any head), or
+    `data.dialogues_per_service` dialogues per service (SGD)."""
+    if cfg.data.dataset == "sgd":
+        from xsweep.train.sgd_task import sample_training as sample_sgd
+
+        return sample_sgd(cfg, train, path)
+    sample = sample_few_shot(train, cfg.data.shots, cfg.effective_sample_seed)
+    save_sample(sample, path)
+    return sample.examples
 
 
 @dataclass
@@ -174,4 +212,4 @@ class eval_mode:
 
 
 __all__ = ["METRICS", "Evaluation", "IntentTask", "Task", "accuracy", "eval_mode", "make_task", "model_options",
-           "task_labels"]
+           "read_examples", "sample_training", "task_labels"]

@@ -1,0 +1,221 @@
+"""The paper's SGD intent task as a downstream task (`data.dataset: sgd`, head.kind nli).
+
+Examples are user frames of SGD dialogues (data.sgd.intent_examples): the premise is the previous
+system utterance + the user utterance, the candidates are the intents of the frame's service, each
+hypothesis is an intent's schema description. Which frames carry an intent is `data.intent_turns`
+(see data/sgd.py): `active_intent` (the state's active intent) or `intent_acts` (only frames whose
+actions inform or affirm an intent); every other frame is out of scope.
+
+Training set: `data.dialogues_per_service` dialogues sampled per service (the paper: 5), written to
+`few_shot_sample.json`; services in fewer dialogues are used whole and listed there.
+Training batches: an in-scope frame gives one positive (its intent) and one negative (another
+intent of its service where there is one, preferring the gold intents of the batch; see
+objectives.nli.nli_pairs); an out-of-scope frame gives one negative (one of its service's
+intents), so that "no candidate passes the threshold" is learnt as well.
+Evaluation: every frame against its service's candidates only; the prediction is the best
+candidate if its entailment probability passes OUT_OF_SCOPE_THRESHOLD (0.5), else out of scope.
+Accuracy counts an out-of-scope frame correct when nothing passes, and an in-scope frame correct
+when its intent is predicted.
+
+Unlike MASSIVE's tasks, candidates come from the evaluated split's schema: SGD's dev and test
+hold services never seen in training, and scoring them zero-shot from their descriptions is the
+point of the NLI formulation. `labels.json` records the task, the turn choice, the threshold and
+the training services' intents (which `xsweep predict` offers a bare utterance).
+
+Languages: `en-US` reads SGD's `utterance`; another MASSIVE locale reads XSGD's
+`utterance_<code>` (languages.xsgd_code_for), so test locales exist only where XSGD files are given.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from xsweep.config import ExperimentConfig
+from xsweep.data.encode import NliPairs as TokenizedPairs
+from xsweep.data.sgd import (SgdIntentExample, read_split_examples, sample_dialogues, save_dialogue_sample,
+                             translation_codes, split_dir)
+from xsweep.errors import XsweepError
+from xsweep.languages import locale_for_xsgd, xsgd_code_for
+from xsweep.models.prompted import PromptedModel, build_nli_model
+from xsweep.objectives.nli import (ENTAILMENT, OUT_OF_SCOPE, entailment_probability, nli_loss, nli_pairs,
+                                   nli_predict)
+from xsweep.train.batches import Batch, batch_order, pad
+from xsweep.train.tasks import METRICS, Evaluation, accuracy, eval_mode, model_options
+
+OUT_OF_SCOPE_THRESHOLD = 0.5
+"""An SGD frame is out of scope when no candidate's P(entails) is above this (the paper's 0.5)."""
+SOURCE_LOCALE = "en-US"
+"""SGD's own `utterance` field is English; other locales are XSGD translations."""
+
+
+def xsgd_lang(locale: str) -> str | None:
+    """The `utterance_<code>` code of `locale`, None for English (SGD's `utterance`)."""
+    if locale == SOURCE_LOCALE:
+        return None
+    code = xsgd_code_for(locale)
+    if code is None:
+        raise XsweepError(f"XSGD has no translation for {locale}", where="data.eval_locales",
+                          fix="remove it from the SGD experiment's locales")
+    return code
+
+
+def sgd_locales(data_dir: Path, split: str = "test") -> list[str]:
+    """English, plus the MASSIVE locale of every XSGD translation the split's turns carry
+    (XSGD-only languages have no MASSIVE locale and are left out). Plain SGD: ["en-US"]."""
+    codes = translation_codes(split_dir(data_dir, split))
+    return [SOURCE_LOCALE] + sorted({loc for code in codes if (loc := _locale_of(code))})
+
+
+def _locale_of(code: str) -> str | None:
+    try:
+        return locale_for_xsgd(code)
+    except XsweepError:  # a field name that is not an XSGD code: not a language we report
+        return None
+
+
+def read_examples(cfg: ExperimentConfig, data_dir: Path, locale: str, split: str) -> list[SgdIntentExample]:
+    """All intent examples (user frames) of one split in one locale."""
+    return read_split_examples(Path(data_dir), split, xsgd_lang(locale), cfg.data.intent_turns)
+
+
+def sample_training(cfg: ExperimentConfig, train: Sequence[SgdIntentExample], path: Path) -> list[SgdIntentExample]:
+    """The frames of `data.dialogues_per_service` dialogues per service (seeded by the trial's
+    sample seed); the sampled ids are written to `path`."""
+    services: dict[str, set[str]] = {}
+    for example in train:
+        services.setdefault(example.dialogue_id, set()).add(example.service)
+    dialogues = [{"dialogue_id": d, "services": sorted(s)} for d, s in services.items()]
+    per_service = cfg.data.dialogues_per_service or max(len(dialogues), 1)  # None: every dialogue
+    sample = sample_dialogues(dialogues, per_service, cfg.effective_sample_seed)
+    save_dialogue_sample(sample, path)
+    keep = set(sample.ids)
+    return [example for example in train if example.dialogue_id in keep]
+
+
+def sgd_labels(cfg: ExperimentConfig, train: Sequence[SgdIntentExample]) -> dict[str, Any]:
+    """`labels.json` of an SGD trial (from all training frames, not the sample)."""
+    services: dict[str, dict[str, str]] = {}
+    for example in train:
+        services.setdefault(example.service, dict(zip(example.candidates, example.descriptions)))
+    return {"task": "sgd", "intent_turns": cfg.data.intent_turns, "threshold": OUT_OF_SCOPE_THRESHOLD,
+            "services": dict(sorted(services.items()))}
+
+
+@dataclass
+class SgdSplit:
+    examples: list[SgdIntentExample]
+    hypotheses: list[str]
+    """Every distinct intent description of the split (a description is one hypothesis)."""
+    candidates: list[list[int]]
+    """Per example: the hypothesis index of each of its service's intents, in schema order."""
+    gold: list[int]
+    """Per example: position of its intent among its candidates; -1 (OUT_OF_SCOPE) for none."""
+    pairs: TokenizedPairs
+    """Pair i * H + h = (premise of example i, hypothesis h), H = len(hypotheses)."""
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+class SgdTask:
+    metric = METRICS["nli"]
+
+    def __init__(self, cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any):
+        self.cfg, self.labels, self.tokenizer = cfg, labels, tokenizer
+        self.threshold = float(labels.get("threshold", OUT_OF_SCOPE_THRESHOLD))
+
+    def build_model(self, encoder: Any) -> PromptedModel:
+        return build_nli_model(encoder, **model_options(self.cfg))
+
+    def encode(self, examples: Sequence[SgdIntentExample]) -> SgdSplit:
+        examples = list(examples)
+        index: dict[str, int] = {}
+        candidates = [[index.setdefault(text, len(index)) for text in e.descriptions] for e in examples]
+        gold = [OUT_OF_SCOPE if e.intent is None else e.candidates.index(e.intent) for e in examples]
+        pairs = TokenizedPairs([e.premise for e in examples], list(index), self.tokenizer, self.cfg.data.max_seq_len)
+        return SgdSplit(examples, list(index), candidates, gold, pairs)
+
+    def _collate(self, split: SgdSplit, keys: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = pad([split.pairs[k]["input_ids"] for k in keys], self.tokenizer.pad_token_id)
+        return ids.to(device), mask.to(device)
+
+    def train_batches(self, split: SgdSplit, batch_size: int, order: torch.Generator,
+                      device: torch.device) -> Iterator[Batch]:
+        """Per batch of `batch_size` frames: the in-scope frames' positives, their negatives, then
+        one negative per out-of-scope frame."""
+        width = len(split.hypotheses)
+        for indices in batch_order(len(split), batch_size, order):
+            # Seeded off `order` (saved in the trial checkpoint): a resumed trial draws the same negatives.
+            rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=order)))
+            scoped = [i for i in indices if split.gold[i] != OUT_OF_SCOPE]
+            unscoped = [i for i in indices if split.gold[i] == OUT_OF_SCOPE]
+            keys: list[int] = []
+            targets = []
+            if scoped:
+                pairs = nli_pairs([split.candidates[i][split.gold[i]] for i in scoped], width, rng,
+                                  [split.candidates[i] for i in scoped])
+                keys += [scoped[e] * width + h for e, h in zip(pairs.example, pairs.label)]
+                targets.append(pairs.target)
+            keys += [i * width + rng.choice(split.candidates[i]) for i in unscoped]
+            targets.append(torch.full((len(unscoped),), 1 - ENTAILMENT))
+            ids, mask = self._collate(split, keys, device)
+            yield Batch(ids, mask, torch.cat(targets).to(device))
+
+    def loss(self, model: PromptedModel, batch: Batch) -> torch.Tensor:
+        return nli_loss(model(batch.input_ids, batch.attention_mask), batch.labels)
+
+    @torch.no_grad()
+    def entailment(self, model: PromptedModel, split: SgdSplit, batch_size: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C) P(entails) of every frame with each of its candidates, C = the most candidates of
+        any frame, and the (N, C) bool mask of real candidates; `batch_size` pairs a forward."""
+        width = len(split.hypotheses)
+        keys = [i * width + h for i, hyps in enumerate(split.candidates) for h in hyps]
+        flat = []
+        with eval_mode(model):
+            for chunk in batch_order(len(keys), batch_size, None):
+                logits = model(*self._collate(split, [keys[k] for k in chunk], device))
+                flat.append(entailment_probability(logits).cpu())
+        probs = torch.cat(flat)
+        most = max(len(c) for c in split.candidates)
+        mask = torch.tensor([[j < len(c) for j in range(most)] for c in split.candidates])
+        table = torch.zeros(len(split), most)
+        table[mask] = probs  # row-major: the flat order of `keys`
+        return table, mask
+
+    def predictions(self, model: PromptedModel, split: SgdSplit, batch_size: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) position of the predicted candidate (-1: out of scope) and (N,) its best P(entails)."""
+        probs, mask = self.entailment(model, split, batch_size, device)
+        predicted = nli_predict(probs, threshold=self.threshold, candidate_mask=mask)
+        return predicted, probs.masked_fill(~mask, -1.0).max(dim=1).values
+
+    def evaluate(self, model: PromptedModel, split: SgdSplit, batch_size: int, device: torch.device) -> Evaluation:
+        predicted, best = self.predictions(model, split, batch_size, device)
+        score = accuracy(predicted, split.gold)  # -1 == -1: out of scope predicted for an out-of-scope frame
+        rows = [{"id": f"{e.dialogue_id}/{e.turn_index}/{e.service}", "service": e.service, "premise": e.premise,
+                 "gold": e.intent, "predicted": None if p == OUT_OF_SCOPE else e.candidates[p],
+                 "entailment": round(b, 6)}
+                for e, p, b in zip(split.examples, predicted.tolist(), best.tolist())]
+        return Evaluation(score, rows)
+
+    def predict_utterances(self, model: PromptedModel, utterances: Sequence[str], batch_size: int,
+                           device: torch.device) -> list[tuple[str | None, float]]:
+        """(intent as `Service/Intent`, or None when out of scope; its P(entails)) of each bare
+        utterance against every intent of the training services (it names no service of its own)."""
+        names = [f"{svc}/{intent}" for svc, intents in self.labels["services"].items() for intent in intents]
+        texts = [text for intents in self.labels["services"].values() for text in intents.values()]
+        examples = [SgdIntentExample(dialogue_id="predict", turn_index=i, service="", system_utterance="",
+                                     user_utterance=utt, intent=None, candidates=tuple(names),
+                                     descriptions=tuple(texts)) for i, utt in enumerate(utterances)]
+        predicted, best = self.predictions(model, self.encode(examples), batch_size, device)
+        return [(None if p == OUT_OF_SCOPE else names[p], b) for p, b in zip(predicted.tolist(), best.tolist())]
+
+
+__all__ = ["OUT_OF_SCOPE_THRESHOLD", "SgdSplit", "SgdTask", "read_examples",
+           "sample_training", "sgd_labels", "sgd_locales", "xsgd_lang"]
