@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from xsweep.cli import main
 from xsweep.config import load_config, with_overrides
 from xsweep.errors import XsweepError
@@ -103,3 +104,40 @@ def test_staged_sweep_aligns_once_then_reuses_the_stage(tmp_path, ray_session, c
     run_align_stages(stages, cfg, log=said.append)
     assert said == [f"stage 1/1: alignment of the layer prompt x 4: reusing the finished run in {stage_dir}"]
     assert (stage_dir / "align.json").stat().st_mtime_ns == mtime
+
+    # Tatoeba retrieval of the aligned prompt (the stages-only table): scored once, kept beside the
+    # stage; its no-prompt column is the backbone's own retrieval, computed here independently.
+    from xsweep.data.tatoeba import read_tatoeba
+    from xsweep.metrics import retrieval_accuracy
+    from xsweep.models.backbone import load_backbone
+    from xsweep.sweep.retrieval import run_retrieval
+
+    cfg = load_config(config, ["align.retrieval=demo", "align.retrieval_languages=[deu, spa]"])
+    table = run_retrieval(stages, cfg, tmp_path / "staged", demo_dir=demo_data_dir(), log=said.append)
+    scores = json.loads((stage_dir / "retrieval.json").read_text())
+    assert set(scores) == {"deu", "spa"} and all(0 <= s["aligned"] <= 1 for s in scores.values())
+    encoder, tokenizer = load_backbone(stages[0].spec.backbone_path)
+    encoder.eval()
+    pairs = read_tatoeba(demo_data_dir() / "tatoeba", "deu")
+
+    def first_states(texts):
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+        with torch.no_grad():
+            return encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state[:, 0]
+
+    expected = retrieval_accuracy(first_states(pairs.sentences), first_states(pairs.english))
+    assert scores["deu"]["no_prompt"] == pytest.approx(expected, abs=1e-6)
+    markdown = table.read_text()
+    assert "| deu | " in markdown and "| AVG | " in markdown and "layer prompt x 4" in markdown
+    said.clear()
+    run_retrieval(stages, cfg, tmp_path / "staged", demo_dir=demo_data_dir(), log=said.append)
+    assert not any(line.startswith("retrieval: ") for line in said)  # already scored: not again
+
+
+    # The same as a stages-only experiment from the command line: no trials, the table printed.
+    capsys.readouterr()
+    assert main(["run", str(config), "storage.name=stagesonly", "method=apt", "sweep.downstream=false",
+                 "sweep.grid={optim.lr: [1.0e-2]}", "align.retrieval=demo", "align.retrieval_languages=[deu, spa]"]) == 0
+    out = capsys.readouterr().out
+    assert "reusing the finished run" in out and "Tatoeba retrieval accuracy" in out
+    assert not (tmp_path / "stagesonly" / "trials").exists()

@@ -27,6 +27,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(describe_plan(cfg))
         return 0
     run_dir, failed = run_sweep(cfg, resume=args.resume, address=args.address)
+    if not cfg.sweep.downstream:  # stages only: their own tables, no trials to report
+        for table in sorted((run_dir / "results").glob("*.md")):
+            print(table.read_text(encoding="utf-8"))
+        return 0
     status = _report(run_dir, expected_seeds=cfg.sweep.seeds)
     if failed:
         print(f"xsweep: error: {len(failed)} trial(s) failed: {', '.join(failed)}\n"

@@ -149,6 +149,8 @@ class SweepConfig:
     """`grid`: every grid point; `optuna`: TPE over `optuna.space`, one study per grid point (the
     grid then holds only the axes that are not searched, or nothing: `grid: {}`)."""
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
+    downstream: bool = True
+    """False: run the alignment stages (and their Tatoeba retrieval) only, no downstream trials."""
     evaluate: Literal["selected", "all"] = "selected"
     """`selected`: PT/APT trials report English dev only, and once the grid has run, each group's
     learning rate chosen on English dev (all its seeds) is tested on every language from the kept
@@ -208,6 +210,12 @@ class AlignStageConfig:
     """Tokens per side of a pair, specials included."""
     seed: int = 0
     """Seed of the alignment run (prompt initialisation, spans, masking, dropout)."""
+    retrieval: str | None = None
+    """Score each aligned prompt on Tatoeba (retrieval of `<s>`, with and without the prompt):
+    `demo`, `tatoeba` (fetched by `xsweep data download tatoeba` into the data root), or a folder of
+    `tatoeba.<iso3>-eng.*` files. None: no retrieval table."""
+    retrieval_languages: list[str] | Literal["all"] = "all"
+    """ISO 639-3 codes scored on Tatoeba; `all`: every language in the folder."""
     num_workers: int = 1
     """Ray Train workers (DDP) of each alignment run."""
     cpus_per_worker: float = 1.0
@@ -528,6 +536,12 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if not a.lr > 0 or a.cpus_per_worker <= 0 or a.gpus_per_worker < 0 or a.max_seq_len < 4:
         fail("align", "align needs lr > 0, cpus_per_worker > 0, gpus_per_worker >= 0, max_seq_len >= 4",
              "e.g. lr: 1e-3, cpus_per_worker: 1, gpus_per_worker: 0, max_seq_len: 128")
+    if a.retrieval and not a.data:
+        fail("align.retrieval", "align.retrieval scores aligned prompts, but there is no alignment stage",
+             "set align.data too, or remove align.retrieval")
+    if check_grid and not cfg.sweep.downstream and not a.data:  # an experiment's, not a trial's
+        fail("sweep.downstream", "sweep.downstream is false and there is no alignment stage: nothing would run",
+             "set align.data (and align.retrieval), or leave sweep.downstream true")
     if a.data and a.data.endswith(".tsv") and not a.lang:
         fail("align.lang", "a .tsv alignment file needs the target language's code",
              "set align.lang, e.g. de-DE")
@@ -666,6 +680,18 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
                               fix="point data.path at a MASSIVE folder of <locale>.jsonl files "
                                   "(relative to the config file), or use `demo`")
         cfg.data.path = str(data_path)
+    if cfg.align.retrieval == "tatoeba":
+        from xsweep.paths import data_root
+
+        cfg.align.retrieval = str(data_root() / "tatoeba")  # found, or explained, when the stage runs
+    elif cfg.align.retrieval and cfg.align.retrieval != "demo":
+        folder = Path(cfg.align.retrieval).expanduser()
+        folder = folder if folder.is_absolute() else (base / folder).resolve()
+        if not folder.exists():
+            raise XsweepError(f"Tatoeba folder {str(folder)!r} does not exist", where="align.retrieval",
+                              fix="point align.retrieval at a folder of tatoeba.<iso3>-eng.* files, use "
+                                  "`tatoeba` after `xsweep data download tatoeba`, or `demo`")
+        cfg.align.retrieval = str(folder)
     if cfg.align.data and cfg.align.data not in NAMED_ALIGN_DATA and "://" not in cfg.align.data:
         align_path = Path(cfg.align.data).expanduser()
         if not align_path.is_absolute():

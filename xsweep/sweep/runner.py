@@ -22,6 +22,7 @@ from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
 from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
+from xsweep.sweep.retrieval import run_retrieval
 from xsweep.sweep.search import run_optuna
 from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
                                  run_align_stages, stage_shapes, trial_overrides)
@@ -93,9 +94,16 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
     log(f"run directory: {run_dir}")
+    if not cfg.sweep.downstream:  # the stages are the experiment (e.g. the Tatoeba retrieval table)
+        run_align_stages(stages, cfg, log=log)
+        if cfg.align.retrieval:
+            run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
+        return run_dir, []
     if pending:
         # Only stages whose trials still run: a finished sweep never re-aligns.
         run_align_stages([st for st in stages if any(_starts_from(s, st) for s in pending)], cfg, log=log)
+    if cfg.align.retrieval and stages:
+        run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
     if cfg.sweep.search == "optuna":
         failed = _run_optuna(cfg, run_dir, inputs, stages, log=log)
     else:
