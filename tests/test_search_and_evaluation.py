@@ -103,3 +103,22 @@ def test_resume_with_more_seeds_and_languages_reuses_every_finished_trial(tmp_pa
     # Anything else changed is refused, naming the key.
     assert main(["run", str(config), *wider, "optim.epochs=5", "--resume"]) == 2
     assert "in optim.epochs" in capsys.readouterr().err
+
+
+def test_budget_cap_stops_starting_trials_and_the_report_counts_device_time(tmp_path, ray_session, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text(CONFIG.format(name="capped", root=tmp_path))
+    capped = ["sweep.max_concurrent_trials=1", "sweep.budget_device_hours=1.0e-6", "sweep.evaluate=all",
+              "sweep.seeds=[0]"]
+    main(["run", str(config), *capped])
+    assert "budget reached" in capsys.readouterr().out
+    [record] = read_records(tmp_path / "capped")  # the first batch ran; then the budget was spent
+    assert record.status == "completed" and record.train_seconds > 0
+    cost = (tmp_path / "capped" / "results" / "cost.md").read_text()
+    # cpus_per_trial 0.5: device-seconds are half the wall seconds of training and testing.
+    expected = 0.5 * (record.train_seconds + record.eval_seconds)
+    assert f"| {expected:.0f} | CPU |" in cost and "| **total** | 1 |" in cost
+
+    # More budget and --resume run the rest.
+    assert main(["run", str(config), *capped[:1], "sweep.budget_device_hours=100", *capped[2:], "--resume"]) == 0
+    assert len(read_records(tmp_path / "capped")) == 2

@@ -149,6 +149,9 @@ class SweepConfig:
     """`grid`: every grid point; `optuna`: TPE over `optuna.space`, one study per grid point (the
     grid then holds only the axes that are not searched, or nothing: `grid: {}`)."""
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
+    budget_device_hours: float | None = None
+    """Stop starting trials once the sweep's trials have spent this many device-hours (seconds x
+    the share of a GPU, or of CPUs, each held); running ones finish. None: no cap."""
     downstream: bool = True
     """False: run the alignment stages (and their Tatoeba retrieval) only, no downstream trials."""
     evaluate: Literal["selected", "all"] = "selected"
@@ -623,6 +626,9 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
                      exc.fix or "fix the grid value")
     if s.search == "optuna":
         _check_optuna(cfg, fail)
+    if s.budget_device_hours is not None and not s.budget_device_hours > 0:
+        fail("sweep.budget_device_hours", f"sweep.budget_device_hours must be positive, got {s.budget_device_hours}",
+             "give the device-hours the sweep may spend, e.g. 10, or null for no cap")
 
 
 def _check_optuna(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:

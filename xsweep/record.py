@@ -59,6 +59,8 @@ class TrialRecord:
     """Why a trial failed or diverged."""
     train_seconds: float = 0.0
     """Wall-clock seconds of training and evaluation inside the worker."""
+    eval_seconds: float = 0.0
+    """Wall-clock seconds the evaluation stage spent testing this trial's checkpoint."""
     config: dict[str, Any] = field(default_factory=dict)
     """The trial's resolved config (lr and seed included)."""
     resumed_at: list[int] = field(default_factory=list)

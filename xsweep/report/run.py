@@ -6,11 +6,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xsweep.atomic import write_text
 from xsweep.errors import XsweepError
 from xsweep.record import read_records
 from xsweep.report.paper import write_paper_tables
 from xsweep.report.plots import write_plots
 from xsweep.report.select import summarise
+from xsweep.report.spent import spent_table
 from xsweep.report.tables import format_table_markdown, write_tables
 from xsweep.report.tensorboard import GROUPS_DIR, SUMMARY_RUN, write_group_summaries
 
@@ -42,6 +44,7 @@ def report_run(run_dir: Path, *, expected_seeds: list[int] | None = None) -> Rep
     paths = write_tables(summaries, out_dir)
     paper = write_paper_tables(summaries, out_dir / "tables")
     plots = write_plots(summaries, out_dir / "plots")
+    write_text(out_dir / "cost.md", spent_table(records))
     logdir = run_dir / "tensorboard"
     # Group views are derived data: rewrite them whole, so a second report does not append.
     for derived in (logdir / GROUPS_DIR, logdir / SUMMARY_RUN):

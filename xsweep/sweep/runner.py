@@ -109,12 +109,38 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
     else:
         log(f"{len(specs)} trials ({len(grid_points(cfg))} grid points x {len(cfg.sweep.seeds)} seeds); "
             f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
-        failed = _run_on_ray(cfg, run_dir, pending, log=log) if pending else []
+        failed = _run_within_budget(cfg, run_dir, specs, pending, log=log) if pending else []
     if cfg.sweep.evaluate == "selected":
         planned = specs if cfg.sweep.search == "grid" else _planned_so_far(run_dir)
         failed += run_evaluation_stage(cfg, planned, inputs.eval_locales, start_ray=lambda: start_ray(address),
                                        log=log)
     return run_dir, failed
+
+
+def _run_within_budget(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], pending: list[TrialSpec], *,
+                       log: Log) -> list[str]:
+    """All pending trials at once, or, under `sweep.budget_device_hours`, as many at a time as can
+    run together, checking the device time spent (from the trial records) before each batch."""
+    budget = cfg.sweep.budget_device_hours
+    if budget is None:
+        return _run_on_ray(cfg, run_dir, pending, log=log)
+    import ray
+
+    from xsweep.report.spent import device_hours
+
+    fits = int(ray.cluster_resources().get("CPU", 1) // cfg.resources.cpus_per_trial) or 1
+    batch = min(cfg.sweep.max_concurrent_trials or fits, fits)
+    failed: list[str] = []
+    for start in range(0, len(pending), batch):
+        records = [read_record(Path(s.trial_dir) / RECORD_FILE) for s in specs
+                   if (Path(s.trial_dir) / RECORD_FILE).is_file()]
+        spent = device_hours(records)
+        if spent >= budget:
+            log(f"budget reached: {spent:.3f} of {budget:g} device-hours spent; {len(pending) - start} trial(s) "
+                "not started (raise sweep.budget_device_hours and --resume to run them)")
+            break
+        failed += _run_on_ray(cfg, run_dir, pending[start:start + batch], log=log)
+    return failed
 
 
 def _run_optuna(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, stages: list[AlignStage], *,
@@ -185,7 +211,8 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
                                   f"{', '.join(RESUMABLE_CHANGES)} may change), or use a new storage.name")
 
 
-RESUMABLE_CHANGES = ("sweep.seeds", "data.eval_locales", "sweep.evaluate", "sweep.max_concurrent_trials")
+RESUMABLE_CHANGES = ("sweep.seeds", "data.eval_locales", "sweep.evaluate", "sweep.max_concurrent_trials",
+                     "sweep.budget_device_hours")
 """What `--resume` may change: more seeds run only the new ones, more languages test only the
 selected trials on the new ones; finished trials are reused either way."""
 

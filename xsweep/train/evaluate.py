@@ -9,6 +9,7 @@ every language. Both write one predictions file per locale, `predictions/<locale
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -55,6 +56,7 @@ def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_reco
     from xsweep.models.prompted import load_trainable
     from xsweep.report.tensorboard import TrialWriter
 
+    started = time.perf_counter()
     cfg = from_dict(spec.config, source=f"trial {spec.trial_id}")
     trial_dir = Path(spec.trial_dir)
     best, labels_file = trial_dir / "best", trial_dir / "labels.json"
@@ -74,6 +76,7 @@ def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_reco
         record = read_record(trial_dir / RECORD_FILE)
         record.test_scores.update(scores)
         record.metric = task.metric
+        record.eval_seconds += time.perf_counter() - started
         write_record(record, trial_dir)
         with TrialWriter(Path(spec.tensorboard_dir)) as writer:
             for locale, score in scores.items():
