@@ -141,3 +141,11 @@ def test_staged_sweep_aligns_once_then_reuses_the_stage(tmp_path, ray_session, c
     out = capsys.readouterr().out
     assert "reusing the finished run" in out and "Tatoeba retrieval accuracy" in out
     assert not (tmp_path / "stagesonly" / "trials").exists()
+
+
+def test_unreadable_alignment_data_fails_before_ray_and_leaves_nothing(tmp_path, capsys):
+    config = write(tmp_path, STAGED.format(root=tmp_path))
+    assert main(["run", str(config), "align.targets=[fr]"]) == 2  # the demo dialogues have no French
+    err = capsys.readouterr().err
+    assert "align.data" in err and "the alignment data cannot be read" in err and "utterance_fr" in err
+    assert not (tmp_path / "staged").exists() and not (tmp_path / "stages").exists()
