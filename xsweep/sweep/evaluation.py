@@ -57,8 +57,9 @@ def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales:
     if not wanted:
         return []
     start_ray()
-    log(f"evaluation stage: {len(wanted)} trial(s) of the selected learning rates on {len(locales)} languages "
-        f"(the other {len(specs) - len(wanted)} trials report English dev only)")
+    others = len(specs) - len(wanted)
+    log(f"evaluation stage: {len(wanted)} trial(s) of the selected learning rates on {len(locales)} languages"
+        + (f" (the other {others} report English dev only)" if others else ""))
     resources = {"num_cpus": cfg.resources.cpus_per_trial}
     if cfg.resources.gpus_per_trial > 0:
         resources["num_gpus"] = cfg.resources.gpus_per_trial

@@ -266,6 +266,9 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     from xsweep.sweep.progress import ProgressPrinter
     from xsweep.sweep.trial import TRIAL_MAX_FAILURES, run_trial
 
+    # Tune's own console output (a configuration box, its paths under /tmp/ray) would only repeat
+    # less clearly what ProgressPrinter says; verbose=0 silences it only with the legacy reporter.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources(cfg.resources)),
         param_space={"spec": tune.grid_search([asdict(s) for s in specs]), "resources": asdict(cfg.resources)},
