@@ -149,3 +149,14 @@ def test_unreadable_alignment_data_fails_before_ray_and_leaves_nothing(tmp_path,
     err = capsys.readouterr().err
     assert "align.data" in err and "the alignment data cannot be read" in err and "utterance_fr" in err
     assert not (tmp_path / "staged").exists() and not (tmp_path / "stages").exists()
+
+
+def test_dry_run_of_the_massive_nli_table_prints_its_trials_and_stages(capsys):
+    from xsweep.paths import REPO_ROOT
+
+    assert main(["run", str(REPO_ROOT / "experiments" / "massive_intent_nli.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # 3 methods x 3 shot counts x 7 learning rates x 5 seeds; APT's alignment stage runs first.
+    assert "63 grid points x 5 seeds = 315 trials; 2 stage(s)" in out
+    assert "stage 1: 1 alignment run(s) on xsgd" in out and "layer prompt x 16: 105 APT trials" in out
+    assert not (REPO_ROOT / "runs" / "massive_intent_nli").exists()  # nothing run, nothing written
