@@ -14,7 +14,8 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from bench import bench_data_load, bench_trial_overhead
+from bench import bench_data_load, bench_fused, bench_trial_overhead
+from bench import bench_nli_eval, bench_peft, bench_step, bench_sweep
 from xsweep.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -63,6 +64,14 @@ def main() -> None:
     update_section("Data loading", data_load_section(bench_data_load.main([])))
     update_section(bench_trial_overhead.TITLE,
                    bench_trial_overhead.section(bench_trial_overhead.main([]), ".venv/bin/python -m bench.run"))
+    update_section(bench_fused.TITLE_CPU, bench_fused.section(bench_fused.main([]), ".venv/bin/python -m bench.run"))
+    step = bench_step.main([])  # also stores this machine's FLOP/s for `xsweep run --dry-run`
+    update_section(bench_step.TITLE, bench_step.section(step, ".venv/bin/python -m bench.run"))
+    update_section(bench_step.PROJECTION_TITLE,
+                   bench_step.projection_section(step.get("flop_per_s"), ".venv/bin/python -m bench.run"))
+    update_section(bench_sweep.TITLE, bench_sweep.section(bench_sweep.main([]), ".venv/bin/python -m bench.run"))
+    for bench in (bench_nli_eval, bench_peft):  # each under a few minutes on 2 cores
+        update_section(bench.TITLE, bench.section(bench.main([]), ".venv/bin/python -m bench.run"))
     print(f"wrote {RESULTS}")
 
 

@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xsweep.sweep.runner import describe_plan, run_sweep
 
     if args.dry_run:
-        print(describe_plan(cfg))
+        print(describe_plan(cfg, throughput=args.throughput))
         return 0
     run_dir, failed = run_sweep(cfg, resume=args.resume, address=args.address)
     if not cfg.sweep.downstream:  # stages only: their own tables, no trials to report
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="finish an interrupted run in the same directory")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     run.add_argument("--dry-run", action="store_true", help="print the trials the sweep implies and stop")
+    run.add_argument("--throughput", metavar="RATE",
+                     help="with --dry-run: the device's sustained FLOP/s (1e14, 100T) or forward tokens/s "
+                          "(5000tok/s) for the device-hours estimate (default: bench/bench_step.py's measurement)")
     run.set_defaults(func=cmd_run)
 
     job_server = "the cluster's job server, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS)"

@@ -178,8 +178,11 @@ def _planned_so_far(run_dir: Path) -> list[TrialSpec]:
     return [TrialSpec(**spec) for spec in json.loads(path.read_text(encoding="utf-8")).values()]
 
 
-def describe_plan(cfg: ExperimentConfig) -> str:
-    """What `xsweep run --dry-run` prints: the stages and trials the sweep implies, nothing run."""
+def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
+    """What `xsweep run --dry-run` prints: the stages and trials the sweep implies and what they
+    cost (sweep/cost.py; `throughput` as `--throughput` gives it), nothing run."""
+    from xsweep.sweep.cost import describe_cost
+
     points = grid_points(cfg)
     stages = describe_stages(cfg)
     lines = [f"experiment {cfg.name}: {len(points)} grid points x {len(cfg.sweep.seeds)} seeds "
@@ -190,6 +193,7 @@ def describe_plan(cfg: ExperimentConfig) -> str:
              f"backbone {cfg.backbone.name}, shots {cfg.data.shots or 'all'}",
              f"  run directory: {run_dir_of(cfg)}"]
     lines += [f"  {', '.join(f'{k}={v}' for k, v in point.items()) or '(no grid)'}" for point in points]
+    lines += describe_cost(cfg, throughput)
     return "\n".join(lines)
 
 
