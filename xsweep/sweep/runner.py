@@ -185,6 +185,9 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
 
     points = grid_points(cfg)
     stages = describe_stages(cfg)
+    if not cfg.sweep.downstream:  # a stages-only experiment: its alignment runs are all it does
+        return "\n".join([f"experiment {cfg.name}: the alignment stage only (sweep.downstream: false)", *stages,
+                          f"  run directory: {run_dir_of(cfg)}"])
     lines = [f"experiment {cfg.name}: {len(points)} grid points x {len(cfg.sweep.seeds)} seeds "
              f"= {len(points) * len(cfg.sweep.seeds)} trials; {2 if stages else 1} stage(s)",
              *stages,
