@@ -107,12 +107,19 @@ def _prepare_sgd(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Pat
 def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> PreparedInputs:
     if cfg.data.dataset == "sgd":
         data_dir, eval_locales, files = _prepare_sgd(cfg, log)
-        check_data(cfg, data_dir, eval_locales)
-        check_aligned_prompts(cfg)
-        if not cfg.backbone.name.startswith(BUILTIN_PREFIX):
-            check_backbone(cfg.backbone.name)
-        return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
-                              backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
+    else:
+        data_dir, eval_locales, files = _prepare_massive(cfg, log)
+    # Bad data, shots or aligned prompts fail here, in the driver, before any trial starts.
+    check_data(cfg, data_dir, eval_locales)
+    check_aligned_prompts(cfg)
+    if not cfg.backbone.name.startswith(BUILTIN_PREFIX):
+        check_backbone(cfg.backbone.name)
+    return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
+                          backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
+
+
+def _prepare_massive(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Path, list[str], list[Path]]:
+    """The MASSIVE folder, the locales to test (training locale first) and the files read."""
     data_dir = massive_dir(cfg, log)
     found = available_locales(data_dir)
     if cfg.data.train_locale not in found:
@@ -132,13 +139,7 @@ def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
     # The training locale first, as the paper's tables put English first.
     eval_locales = sorted(eval_locales, key=lambda loc: (loc != cfg.data.train_locale, loc))
     files = [locale_file(data_dir, loc) for loc in sorted(set(eval_locales) | {cfg.data.train_locale})]
-    # Bad data, shots or aligned prompts fail here, in the driver, before any trial starts.
-    check_data(cfg, data_dir, eval_locales)
-    check_aligned_prompts(cfg)
-    if not cfg.backbone.name.startswith(BUILTIN_PREFIX):
-        check_backbone(cfg.backbone.name)
-    return PreparedInputs(data_dir=data_dir, eval_locales=eval_locales,
-                          backbone_path=resolve_backbone(cfg, data_dir, log), data_files=files)
+    return data_dir, eval_locales, files
 
 
 def resolve_backbone(cfg: ExperimentConfig, data_dir: Path, log: Callable[[str], None] = print) -> str:
