@@ -116,6 +116,9 @@ def test_nli_pairs_are_built_lazily(tokenizer):
     assert item["input_ids"] == tokenizer("play some jazz", "play music")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(item["input_ids"])[0] == "<s>"
     assert all(len(pairs[k]["input_ids"]) <= 24 for k in range(len(pairs)))
+    # lengths() says how long each pair is without building it (the first premise is truncated).
+    assert pairs.lengths() == [len(pairs[k]["input_ids"]) for k in range(len(pairs))]
+    assert pairs.lengths()[0] == 24
     assert pairs[-1]["candidate"] == 2
     with pytest.raises(IndexError):
         pairs[6]

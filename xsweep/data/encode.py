@@ -185,6 +185,11 @@ class NliPairs(Sequence):
     def __len__(self) -> int:
         return len(self._premises) * len(self._hypotheses)
 
+    def lengths(self) -> list[int]:
+        """Tokens of every pair, in pair order, without building the pairs."""
+        return [min(len(prem), self._max - self._special - len(hyp)) + len(hyp) + self._special
+                for prem in self._premises for hyp in self._hypotheses]
+
     def __getitem__(self, k: int) -> dict:  # type: ignore[override]
         if not -len(self) <= k < len(self):
             raise IndexError(k)

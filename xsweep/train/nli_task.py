@@ -78,12 +78,18 @@ class NliTask:
 
     @torch.no_grad()
     def entailment(self, model: PromptedModel, split: NliSplit, batch_size: int, device: torch.device) -> torch.Tensor:
-        """(N, C) P(entails) of every utterance with every intent's hypothesis; `batch_size` pairs a forward."""
-        probs = []
+        """(N, C) P(entails) of every utterance with every intent's hypothesis; `batch_size` pairs a forward.
+
+        Pairs go through in order of length, so a batch is padded to its own longest pair rather
+        than to the longest utterance among several (padding changes no real token's state)."""
+        lengths = split.pairs.lengths()
+        by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
+        probs = torch.empty(len(lengths))
         with eval_mode(model):
-            for indices in batch_order(len(split.pairs), batch_size, None):
-                probs.append(entailment_probability(model(*self._collate(split, indices, device))).cpu())
-        return torch.cat(probs).view(len(split), len(self.intents))
+            for start in range(0, len(by_length), batch_size):
+                indices = by_length[start:start + batch_size]
+                probs[indices] = entailment_probability(model(*self._collate(split, indices, device))).float().cpu()
+        return probs.view(len(split), len(self.intents))
 
     def evaluate(self, model: PromptedModel, split: NliSplit, batch_size: int, device: torch.device) -> Evaluation:
         probs = self.entailment(model, split, batch_size, device)
