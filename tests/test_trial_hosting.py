@@ -52,6 +52,7 @@ def test_trials_in_one_process_load_the_backbone_once_with_the_results_of_a_fres
     cfg = load_config(experiment(tmp_path, "cache", lrs="0.03, 0.01"))
     inputs = prepare_inputs(cfg, log=lambda _: None)
     first, second = plan_trials(cfg, tmp_path / "shared", inputs)
+    hosting.forget_backbones()  # earlier tests in this process (retrieval, say) may have cached it
     loads = hosting.backbone_disk_loads()
     run_downstream(first, load_backbone=hosting.backbone_loader("pt"))
     assert hosting.backbone_disk_loads() == loads + 1

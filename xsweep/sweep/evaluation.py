@@ -81,7 +81,9 @@ def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales:
 def _evaluate(spec: TrialSpec, locales: list[str], threads: int) -> dict[str, float]:
     import torch
 
+    from xsweep.sweep.hosting import backbone_loader
     from xsweep.train.evaluate import evaluate_saved_trial
 
     torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS from num_cpus; torch needs telling too
-    return evaluate_saved_trial(spec, locales)
+    # Ray reuses its task workers: with the process's cache, the next trial skips loading the backbone.
+    return evaluate_saved_trial(spec, locales, load_backbone=backbone_loader(spec.config["method"]))

@@ -36,6 +36,11 @@ def cached_backbone(name_or_path: str, *, attn_implementation: str | None = None
     return _loaded[key]
 
 
+def forget_backbones() -> None:
+    """Drop the kept backbone (it frees its memory; the next trial loads from disk again)."""
+    _loaded.clear()
+
+
 def backbone_disk_loads() -> int:
     """How many times this process has loaded a backbone from disk (for tests and benchmarks)."""
     return _disk_loads

@@ -35,12 +35,13 @@ def score_stage(stage: AlignStage, folder: Path, languages: list[str], max_len: 
     """{iso3: {"aligned": accuracy, "no_prompt": accuracy, "pairs": n}} for one aligned prompt."""
     from xsweep.data.tatoeba import read_tatoeba
     from xsweep.metrics import retrieval_accuracy
-    from xsweep.models.backbone import load_backbone
     from xsweep.models.prompted import build_intent_model, load_prompt_for_apt
     from xsweep.models.prompts import encode
+    from xsweep.sweep.hosting import cached_backbone
 
     spec = stage.spec
-    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=spec.config.attn_implementation)
+    # Every stage of a sweep shares its frozen backbone: loaded once, not once per prompt length.
+    encoder, tokenizer = cached_backbone(spec.backbone_path, attn_implementation=spec.config.attn_implementation)
     model = build_intent_model(encoder, method="apt", prompt_kind=spec.config.prompt_kind,
                                prompt_length=spec.config.prompt_length, num_labels=1,
                                shift_positions=spec.config.shift_positions,

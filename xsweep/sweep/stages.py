@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from xsweep.config import ExperimentConfig, grid_points, with_overrides
+from xsweep.config import ExperimentConfig
 from xsweep.errors import XsweepError
+from xsweep.sweep.preflight import trial_configs
 
 Log = Callable[[str], None]
 STAGES_DIR = "stages"
@@ -70,8 +71,7 @@ def needs_alignment(cfg: ExperimentConfig) -> bool:
 def stage_shapes(cfg: ExperimentConfig) -> Counter[PromptShape]:
     """The distinct aligned prompts the grid needs, with how many trials (all seeds) need each."""
     shapes: Counter[PromptShape] = Counter()
-    for point in grid_points(cfg):
-        trial_cfg = with_overrides(cfg, point)
+    for trial_cfg in trial_configs(cfg):
         if needs_alignment(trial_cfg):
             shapes[PromptShape.of(trial_cfg)] += len(cfg.sweep.seeds)
     return shapes

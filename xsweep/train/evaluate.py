@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from xsweep.atomic import write_text
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
+from xsweep.models.backbone import load_backbone
 from xsweep.record import RECORD_FILE, read_record, write_record
 from xsweep.train.tasks import Task, make_task, read_examples
 
@@ -44,15 +45,16 @@ def evaluate_locales(task: Task, model: PromptedModel, data_dir: Path, locales: 
     return scores
 
 
-def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_record: bool = True) -> dict[str, float]:
+def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_record: bool = True,
+                         load_backbone: Callable[..., tuple] = load_backbone) -> dict[str, float]:
     """Test scores (locale -> the task's metric) of a finished trial's saved best checkpoint.
 
-    Rebuilds the model from the trial's config and `labels.json`, loads `best/`, and writes the
+    Rebuilds the model from the trial's config and `labels.json` (the encoder through
+    `load_backbone`: a process hosting many trials passes its cache), loads `best/`, and writes the
     predictions files. With `update_record` the scores are merged into the trial's `record.json`
     (`test_scores`) and written to its TensorBoard folder as `test/<locale>/<metric>`, as the trial
     itself would have.
     """
-    from xsweep.models.backbone import load_backbone
     from xsweep.models.prompted import load_trainable
     from xsweep.report.tensorboard import TrialWriter
 
