@@ -90,6 +90,7 @@ BAD = [
     ("data:\n  path: missing-folder\n", [], ["does not exist", "data.path"]),
     ("data: {shots: 0}\n", [], ["data.shots must be at least 1"]),
     ("method: apt\n", [], ["neither align.data", "prompt.init_from"]),
+    ("sweep: {search: optuna}\n", [], ["(sweep.optuna.space)", "sweep.optuna.space is empty"]),
     ("method: ft\n", [], ["takes no prompt"]),
     ("method: pt\nprompt: {kind: none}\n", [], ["prompt.kind is 'none'"]),
     ("optim: {warmup_ratio: 1.5}\n", [], ["warmup_ratio must be in [0, 1)"]),

@@ -601,6 +601,8 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if s.max_concurrent_trials is not None and s.max_concurrent_trials < 1:
         fail("sweep.max_concurrent_trials", "sweep.max_concurrent_trials must be at least 1",
              "use a positive integer or null")
+    if s.search == "optuna":  # before the grid: a grid value is checked on a config with these settings
+        _check_optuna(cfg, fail)
     for key, values in s.grid.items() if check_grid else ():
         gkey = f"sweep.grid.{key}"
         for value in values:
@@ -624,8 +626,6 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
             except XsweepError as exc:
                 fail(gkey, f"sweep grid value {key}={value!r} is invalid: {exc.what}",
                      exc.fix or "fix the grid value")
-    if s.search == "optuna":
-        _check_optuna(cfg, fail)
     if s.budget_device_hours is not None and not s.budget_device_hours > 0:
         fail("sweep.budget_device_hours", f"sweep.budget_device_hours must be positive, got {s.budget_device_hours}",
              "give the device-hours the sweep may spend, e.g. 10, or null for no cap")
