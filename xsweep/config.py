@@ -27,7 +27,7 @@ from xsweep.languages import check_locale
 
 NAMED_DATA = ("demo", "massive", "sgd")
 """`data.path` values that name a data set xsweep finds itself rather than a folder."""
-NAMED_ALIGN_DATA = ("demo", "xsgd")
+NAMED_ALIGN_DATA = ("demo", "xsgd", "tatoeba")
 """`align.data` values that name parallel data xsweep finds itself."""
 HeadKind = Literal["vanilla", "nli", "slot"]
 Method = Literal["ft", "pt", "apt"]
@@ -188,21 +188,29 @@ class StorageConfig:
 class AlignStageConfig:
     """APT's first stage: alignment pretraining of the prompt on parallel data.
 
-    When `data` is set, every APT trial of the sweep depends on the alignment run of its backbone
-    and prompt settings (kind, length, position convention, reparameterisation); the sweep runs
-    each distinct one once, before the trials, and reuses a finished one (found by what it trains,
-    not by a path). The defaults are the paper's.
+    When `data` is set, every APT trial of the sweep depends on the alignment run of its backbone,
+    prompt settings (kind, length, position convention, reparameterisation) and `align` settings;
+    the sweep runs each distinct one once, before the trials, and reuses a finished one (found by
+    what it trains, not by a path). A grid may vary `align` keys (e.g. `data`, to compare corpora):
+    each APT trial starts from the run of its own settings. The defaults are the paper's.
     """
 
     data: str | None = None
     """`demo` (the demo XSGD dialogues), `xsgd` (XSGD placed by hand in xsweep's data root as
-    `xsgd/`; see `xsweep data download xsgd`), an XSGD/SGD-layout folder (`utterance_<code>` fields), or a
-    `.tsv` file of `english<TAB>target` lines (non-conversational parallel text). None: no stage;
-    APT trials then need `prompt.init_from`."""
+    `xsgd/`; see `xsweep data download xsgd`), `tatoeba` (Tatoeba's sentences in the data root,
+    fetched by `xsweep data download tatoeba`: short non-conversational pairs), an XSGD/SGD-layout
+    folder (`utterance_<code>` fields), a folder of `tatoeba.<iso3>-eng.*` files, or a `.tsv` file of
+    `english<TAB>target` lines (non-conversational parallel text such as an OPUS corpus). None: no
+    stage; APT trials then need `prompt.init_from`."""
     targets: list[str] | Literal["all"] = "all"
-    """XSGD codes or MASSIVE locales aligned to English; `all`: every language in the files."""
+    """Languages aligned to English: MASSIVE locales (for any data), or the data's own codes (XSGD's
+    `de`, `zh-CN`; Tatoeba's `deu`, `cmn`); `all`: every language in the files."""
     lang: str | None = None
     """`.tsv` data only: the target language's code."""
+    max_pairs: int | None = None
+    """Upper bound on the parallel pairs read (an XSGD turn in one target language, or one line of a
+    .tsv or Tatoeba file): a fixed sample of whole documents, the same for every seed. Gives two
+    corpora the same size, as the paper's XSGD-vs-OPUS table does. None: all of the data."""
     epochs: int = 10
     """Passes over the documents (each draws one span of 1-4 turns per dialogue)."""
     batch_size: int = 64
@@ -548,6 +556,7 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if a.data and a.data.endswith(".tsv") and not a.lang:
         fail("align.lang", "a .tsv alignment file needs the target language's code",
              "set align.lang, e.g. de-DE")
+    _check_align_data(cfg, fail, check_grid=check_grid)
     if cfg.method != "apt" and p.init_from:
         fail("prompt.init_from", f"prompt.init_from is only used by method apt, not {cfg.method}",
              "remove prompt.init_from or use method: apt")
@@ -631,6 +640,52 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
              "give the device-hours the sweep may spend, e.g. 10, or null for no cap")
 
 
+def _check_align_data(cfg: ExperimentConfig, fail: Callable[[str, str, str], None], *, check_grid: bool) -> None:
+    """The alignment corpus: its size bound, its languages, and grids that vary it."""
+    from xsweep.languages import resolve_tatoeba_targets, resolve_xsgd_targets
+
+    a = cfg.align
+    if a.max_pairs is not None and a.max_pairs < 2:
+        fail("align.max_pairs", f"align.max_pairs must be at least 2 (or null for all the data), got {a.max_pairs}",
+             "the contrastive loss needs in-batch negatives: use e.g. 10000, or null")
+    if a.targets != "all":
+        if not a.targets:
+            fail("align.targets", "align.targets is empty", "list languages, e.g. [de-DE, fr-FR], or use all")
+        resolve = {"xsgd": resolve_xsgd_targets, "demo": resolve_xsgd_targets,
+                   "tatoeba": lambda targets: resolve_tatoeba_targets(targets, ())}.get(a.data)
+        try:  # a folder's layout is known only when it is read; named data is checked now
+            if resolve:
+                resolve(a.targets)
+        except XsweepError as exc:
+            fail("align.targets", f"align.targets for align.data {a.data}: {exc.what}", exc.fix or "fix the language")
+    if a.data == "tatoeba" and a.retrieval == "tatoeba":
+        fail("align.retrieval", "align.data and align.retrieval are both Tatoeba: the prompts would be scored on "
+             "the sentences they were aligned on", "align on other data (xsgd, a .tsv), or remove align.retrieval")
+    if cfg.sweep.search == "optuna" and any(k == "align" or k.startswith("align.") for k in cfg.sweep.optuna.space):
+        fail("sweep.optuna.space", "align settings cannot be searched by Optuna: each value needs an alignment run "
+             "of its own, planned before the trials", "list them in sweep.grid instead, e.g. "
+             "variant: [{method: apt, align.data: xsgd}, {method: apt, align.data: tatoeba}]")
+    if not check_grid:
+        return
+    # Only APT trials read the align section (the sweep drops it from the others): grid points that
+    # differ in align keys alone give the other methods the same trial twice.
+    seen: dict[str, dict[str, Any]] = {}
+    for point in grid_points(cfg):
+        method = point.get("method", cfg.method)
+        rest = {k: v for k, v in point.items() if k != "align" and not k.startswith("align.")}
+        if method == "apt":
+            continue
+        key = repr(sorted(rest.items()))
+        if key in seen and seen[key] != point:
+            axis = next(k for k, values in cfg.sweep.grid.items()
+                        if any(d == "align" or d.startswith("align.") for v in values for d in _axis_value(k, v)))
+            fail(f"sweep.grid.{axis}", f"the grid points {seen[key]} and {point} differ only in align keys, which "
+                 f"only APT trials use: their {method} trials would run twice",
+                 "set the align keys together with method apt in one axis, e.g. "
+                 "variant: [{method: pt}, {method: apt, align.data: xsgd}, {method: apt, align.data: tatoeba}]")
+        seen[key] = point
+
+
 def _check_optuna(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
     o = cfg.sweep.optuna
     if o.trials < 1 or o.parallel < 1:
@@ -698,19 +753,32 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
                               fix="point align.retrieval at a folder of tatoeba.<iso3>-eng.* files, use "
                                   "`tatoeba` after `xsweep data download tatoeba`, or `demo`")
         cfg.align.retrieval = str(folder)
-    if cfg.align.data and cfg.align.data not in NAMED_ALIGN_DATA and "://" not in cfg.align.data:
-        align_path = Path(cfg.align.data).expanduser()
-        if not align_path.is_absolute():
-            align_path = (base / align_path).resolve()
-        if not align_path.exists():
-            raise XsweepError(f"alignment data {str(align_path)!r} does not exist", where="align.data",
-                              fix="point align.data at an XSGD-layout folder or a .tsv file of parallel "
-                                  "lines (relative to the config file), or use `demo`")
-        cfg.align.data = str(align_path)
+    cfg.align.data = _resolve_align_data(cfg.align.data, base, "align.data")
+    for key, values in cfg.sweep.grid.items():  # a grid comparing corpora names them as the section would
+        for i, value in enumerate(values):
+            if key == "align.data":
+                values[i] = _resolve_align_data(value, base, f"sweep.grid.{key}")
+            elif isinstance(value, dict) and "align.data" in value:
+                value["align.data"] = _resolve_align_data(value["align.data"], base, f"sweep.grid.{key}")
     if cfg.prompt.init_from:
         init = Path(cfg.prompt.init_from).expanduser()
         cfg.prompt.init_from = str(init if init.is_absolute() else (base / init).resolve())
     return cfg
+
+
+def _resolve_align_data(value: str | None, base: Path, where: str) -> str | None:
+    """Named alignment data as it is; a path made absolute (relative to the config file), and checked."""
+    if not value or value in NAMED_ALIGN_DATA or "://" in value:
+        return value
+    align_path = Path(value).expanduser()
+    if not align_path.is_absolute():
+        align_path = (base / align_path).resolve()
+    if not align_path.exists():
+        raise XsweepError(f"alignment data {str(align_path)!r} does not exist", where=where,
+                          fix="point align.data at an XSGD-layout folder, a folder of tatoeba.<iso3>-eng.* files "
+                              "or a .tsv file of parallel lines (relative to the config file), or use "
+                              f"{', '.join(NAMED_ALIGN_DATA)}")
+    return str(align_path)
 
 
 def grid_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:

@@ -217,3 +217,29 @@ def resolve_xsgd_targets(spec: str | Iterable[str]) -> list[str]:
         if code not in out:
             out.append(code)
     return out
+
+
+def resolve_tatoeba_targets(spec: str | Iterable[str], present: Iterable[str]) -> list[str]:
+    """Tatoeba languages to align on: one code, a list, or "all" (every XTREME language in `present`,
+    the codes a folder holds).
+
+    MASSIVE locales are accepted too and mapped to their ISO-639-3 code, so an experiment can name
+    the same languages for XSGD and Tatoeba; a locale Tatoeba lacks (cy-GB) is an error, not a skip.
+    """
+    if spec == "all":
+        return sorted(code for code in present if code in TATOEBA_CODES)
+    items = [spec] if isinstance(spec, str) else list(spec)
+    if not items:
+        raise XsweepError("no Tatoeba target language given", fix='name one code, a list of codes, or "all"')
+    out: list[str] = []
+    for item in items:
+        if item in MASSIVE_LOCALES:
+            code = MASSIVE_TO_TATOEBA.get(item)
+            if code is None:
+                raise XsweepError(f"Tatoeba (as in XTREME) has no {item} ({MASSIVE_LOCALES[item]})",
+                                  fix="drop it from align.targets, or align on XSGD")
+        else:
+            code = check_tatoeba_code(item)
+        if code not in out:
+            out.append(code)
+    return out

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from xsweep.data.sgd import read_dialogues, split_dir
 from xsweep.errors import XsweepError
-from xsweep.languages import XSGD_CODES, resolve_xsgd_targets
+from xsweep.languages import XSGD_CODES, resolve_tatoeba_targets, resolve_xsgd_targets
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,53 @@ def tsv_documents(path: Path, lang: str, lines_per_document: int = 1) -> list[Al
                               where=f"{path}:{i}", fix="write one `english<TAB>target` per line")
         pairs.append((cols[0], cols[1]))
     return _documents_from_pairs(pairs, lang, Path(path).name, lines_per_document)
+
+
+def tatoeba_documents(data_dir: Path, targets: str | Iterable[str] = "all") -> list[AlignedDocument]:
+    """One-sentence documents from a Tatoeba folder (`tatoeba.<iso3>-eng.*`, as XTREME has it).
+
+    Tatoeba's sentences are short and not from conversations: the stand-in this project has for the
+    paper's non-conversational (OPUS) alignment data. `targets`: ISO-639-3 codes or MASSIVE locales,
+    or "all" (every XTREME language in the folder).
+    """
+    from xsweep.data.tatoeba import available_tatoeba, read_tatoeba
+
+    docs = []
+    for iso3 in resolve_tatoeba_targets(targets, available_tatoeba(data_dir)):
+        pairs = read_tatoeba(data_dir, iso3)  # a language missing from the folder is an error naming those present
+        docs += _documents_from_pairs(list(zip(pairs.english, pairs.sentences)), iso3, f"tatoeba.{iso3}", 1)
+    if not docs:
+        raise XsweepError("no Tatoeba language of XTREME in the folder", where=str(data_dir),
+                          fix="run `xsweep data download tatoeba`, or point align.data at a folder of "
+                              "tatoeba.<iso3>-eng.* files")
+    return docs
+
+
+def cap_pairs(docs: Sequence[AlignedDocument], max_pairs: int | None) -> list[AlignedDocument]:
+    """At most `max_pairs` aligned segments (sentence or turn pairs) of `docs`; None keeps them all.
+
+    Whole documents are kept in an order fixed by nothing but this function (so every seed and every
+    bound sees the same sample, a smaller bound a part of a larger one's), the last one cut short to
+    meet the bound exactly; the kept documents stay in their original order.
+    """
+    if max_pairs is None or sum(len(d.source) for d in docs) <= max_pairs:
+        return list(docs)
+    if max_pairs < 1:
+        raise XsweepError(f"max_pairs must be at least 1, got {max_pairs}", where="align.max_pairs",
+                          fix="use a positive number of pairs, or null for all of them")
+    order = list(range(len(docs)))
+    random.Random("xsweep:max_pairs").shuffle(order)
+    kept: dict[int, AlignedDocument] = {}
+    room = max_pairs
+    for i in order:
+        if room == 0:
+            break
+        doc = docs[i]
+        if len(doc.source) > room:
+            doc = AlignedDocument(doc.doc_id, doc.lang, doc.source[:room], doc.target[:room])
+        kept[i] = doc
+        room -= len(doc.source)
+    return [kept[i] for i in sorted(kept)]
 
 
 def draw_pair(doc: AlignedDocument, rng: random.Random, max_segments: int = 4) -> AlignmentPair:

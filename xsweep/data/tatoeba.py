@@ -27,7 +27,8 @@ class TatoebaSet:
     english: list[str]
 
 
-def _folder(data_dir: Path) -> Path:
+def tatoeba_folder(data_dir: Path) -> Path:
+    """The folder holding the files: `data_dir`, its `v1/`, or its `tatoeba/v1/`."""
     data_dir = Path(data_dir)
     for folder in (data_dir, data_dir / "v1", data_dir / "tatoeba" / "v1"):
         if any(folder.glob("tatoeba.*-eng.eng")):
@@ -35,9 +36,18 @@ def _folder(data_dir: Path) -> Path:
     raise XsweepError("no tatoeba.<iso3>-eng.eng files", where=str(data_dir), fix=_GET)
 
 
+def holds_tatoeba(data_dir: Path) -> bool:
+    """Whether `data_dir` (or its `v1/`, or `tatoeba/v1/`) holds `tatoeba.<iso3>-eng.eng` files."""
+    try:
+        tatoeba_folder(data_dir)
+    except XsweepError:
+        return False
+    return True
+
+
 def available_tatoeba(data_dir: Path) -> list[str]:
     """ISO-639-3 codes with both files present, sorted."""
-    folder = _folder(data_dir)
+    folder = tatoeba_folder(data_dir)
     codes = [p.name[len("tatoeba."):-len("-eng.eng")] for p in folder.glob("tatoeba.*-eng.eng")]
     return sorted(c for c in codes if (folder / f"tatoeba.{c}-eng.{c}").is_file())
 
@@ -45,7 +55,7 @@ def available_tatoeba(data_dir: Path) -> list[str]:
 def read_tatoeba(data_dir: Path, iso3: str) -> TatoebaSet:
     """The aligned pair of files for `iso3`; unequal line counts or an empty set are errors."""
     check_tatoeba_code(iso3)
-    folder = _folder(data_dir)
+    folder = tatoeba_folder(data_dir)
     src, eng = folder / f"tatoeba.{iso3}-eng.{iso3}", folder / f"tatoeba.{iso3}-eng.eng"
     if not (src.is_file() and eng.is_file()):
         raise XsweepError(f"no Tatoeba files for {iso3}", where=str(folder),

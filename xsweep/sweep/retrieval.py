@@ -84,10 +84,10 @@ def run_retrieval(stages: list[AlignStage], cfg: ExperimentConfig, run_dir: Path
         known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         missing = [iso3 for iso3 in wanted if iso3 not in known]
         if missing:
-            log(f"retrieval: {stage.shape.describe()} on Tatoeba, {len(missing)} language(s)")
-            known.update(score_stage(stage, folder, missing, cfg.align.max_seq_len))
+            log(f"retrieval: {stage.describe()} on Tatoeba, {len(missing)} language(s)")
+            known.update(score_stage(stage, folder, missing, stage.align.max_seq_len))
             write_json(path, known)
-        results[stage.shape.describe()] = {iso3: known[iso3] for iso3 in wanted}
+        results[stage.describe()] = {iso3: known[iso3] for iso3 in wanted}
     table = run_dir / "results" / "retrieval.md"
     write_text(table, retrieval_table(results, wanted))
     log(f"retrieval table: {table}")

@@ -1,8 +1,9 @@
 """Stages of an experiment: the alignment runs that APT trials start from.
 
 An experiment with `align.data` set has two stages. Every APT trial of its grid depends on the
-alignment run of its backbone and prompt settings (kind, length, position convention,
-reparameterisation): the sweep plans each distinct run once, runs it on Ray Train before the
+alignment run of its backbone, prompt settings (kind, length, position convention,
+reparameterisation) and `align` section, which a grid may vary (the corpus, to compare XSGD with
+non-conversational data): the sweep plans each distinct run once, runs it on Ray Train before the
 trials, and hands its output to the trials as `prompt.init_from`. The dependency is declared by
 the config, never by a path the user writes.
 
@@ -15,13 +16,14 @@ storage root; an interrupted one resumes from its last epoch checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from xsweep.config import ExperimentConfig
+from xsweep.config import AlignStageConfig, ExperimentConfig, to_dict
 from xsweep.errors import XsweepError
 from xsweep.sweep.preflight import trial_configs
 
@@ -57,10 +59,28 @@ class AlignStage:
     trials: int
     spec: Any = None
     """The `AlignSpec`, once the backbone is on disk (`plan_align_stages` with a backbone path)."""
+    align: AlignStageConfig = dataclasses.field(default_factory=AlignStageConfig)
+    """The alignment settings of the trials that start from it (their `align` section)."""
+    differs: tuple[str, ...] = ()
+    """The `align` keys whose values tell this stage from the experiment's others (e.g. `data`)."""
 
     @property
     def output_dir(self) -> Path:
         return Path(self.spec.output_dir)
+
+    def describe(self) -> str:
+        """`layer prompt x 16`, and what sets it apart from the other stages: `on tatoeba, lr 0.0005`."""
+        text = self.shape.describe()
+        for key in self.differs:
+            value = getattr(self.align, key)
+            if value is not None:  # unset here, set on another stage: that one says so
+                text += f" on {corpus_name(value)}" if key == "data" else f", {key} {value}"
+        return text
+
+
+def corpus_name(data: str | None) -> str:
+    """How a dry run and the logs name `align.data`: a named data set, or the file or folder's name."""
+    return str(data) if not data or "/" not in data else Path(data).name
 
 
 def needs_alignment(cfg: ExperimentConfig) -> bool:
@@ -68,31 +88,70 @@ def needs_alignment(cfg: ExperimentConfig) -> bool:
     return cfg.method == "apt" and bool(cfg.align.data)
 
 
-def stage_shapes(cfg: ExperimentConfig) -> Counter[PromptShape]:
-    """The distinct aligned prompts the grid needs, with how many trials (all seeds) need each."""
-    shapes: Counter[PromptShape] = Counter()
+def _align_key(shape: PromptShape, align: AlignStageConfig) -> tuple[PromptShape, str]:
+    """What decides which alignment run a trial starts from: its prompt shape and align section."""
+    return shape, json.dumps(to_dict(align), sort_keys=True)
+
+
+def needed_stages(cfg: ExperimentConfig) -> list[AlignStage]:
+    """The distinct alignment runs the grid's APT trials need (no spec yet), with how many trials
+    (all seeds) start from each, in grid order."""
+    found: dict[tuple[PromptShape, str], AlignStage] = {}
     for trial_cfg in trial_configs(cfg):
         if needs_alignment(trial_cfg):
-            shapes[PromptShape.of(trial_cfg)] += len(cfg.sweep.seeds)
+            key = _align_key(PromptShape.of(trial_cfg), trial_cfg.align)
+            if key not in found:
+                found[key] = AlignStage(shape=key[0], trials=0, align=trial_cfg.align)
+            found[key].trials += len(cfg.sweep.seeds)
+    stages = list(found.values())
+    differs = tuple(f.name for f in dataclasses.fields(AlignStageConfig)
+                    if len({json.dumps(getattr(st.align, f.name)) for st in stages}) > 1)
+    for stage in stages:
+        stage.differs = differs
+    return stages
+
+
+def stage_shapes(cfg: ExperimentConfig) -> Counter[PromptShape]:
+    """The prompt shapes the grid's APT trials need, with how many trials (all seeds) need each,
+    over every alignment setting (`needed_stages` tells the settings apart)."""
+    shapes: Counter[PromptShape] = Counter()
+    for stage in needed_stages(cfg):
+        shapes[stage.shape] += stage.trials
     return shapes
 
 
 def plan_align_stages(cfg: ExperimentConfig, backbone_path: str, *, demo_dir: Path | None = None
                       ) -> list[AlignStage]:
-    """One stage per distinct prompt shape the APT trials need, with its AlignSpec and folder."""
-    stages = []
-    for shape, trials in stage_shapes(cfg).items():
-        spec = _align_spec(cfg, shape, backbone_path, demo_dir)
-        stages.append(AlignStage(shape=shape, trials=trials, spec=spec))
+    """One stage per distinct (prompt shape, align settings) the APT trials need, with its AlignSpec
+    and folder."""
+    stages = needed_stages(cfg)
+    for stage in stages:
+        stage.spec = _align_spec(cfg, stage.shape, stage.align, backbone_path, demo_dir)
+        _check_not_scored_on_own_data(stage, cfg, demo_dir)
     return stages
 
 
+def _check_not_scored_on_own_data(stage: AlignStage, cfg: ExperimentConfig, demo_dir: Path | None) -> None:
+    """A prompt aligned on Tatoeba cannot be scored on the same Tatoeba sentences (found here, before
+    the stage spends its time, not when its retrieval starts)."""
+    from xsweep.data.tatoeba import holds_tatoeba, tatoeba_folder
+
+    source, retrieval = stage.spec.sources[0], cfg.align.retrieval
+    if not retrieval or source.kind != "tatoeba":
+        return
+    scored = Path(demo_dir) / "tatoeba" if retrieval == "demo" and demo_dir else Path(retrieval)
+    if holds_tatoeba(scored) and tatoeba_folder(scored).resolve() == tatoeba_folder(Path(source.path)).resolve():
+        raise XsweepError(f"the {stage.describe()} would be aligned on the Tatoeba sentences its retrieval scores "
+                          f"({tatoeba_folder(scored)})", where="align.retrieval",
+                          fix="score it on another Tatoeba folder, align on other data, or remove align.retrieval")
+
+
 def stage_for(stages: list[AlignStage], trial_cfg: ExperimentConfig) -> AlignStage:
-    shape = PromptShape.of(trial_cfg)
+    key = _align_key(PromptShape.of(trial_cfg), trial_cfg.align)
     for stage in stages:
-        if stage.shape == shape:
+        if _align_key(stage.shape, stage.align) == key:
             return stage
-    raise AssertionError(f"no alignment stage planned for {shape}")  # plan_align_stages covers every shape
+    raise AssertionError(f"no alignment stage planned for {key}")  # plan_align_stages covers every one
 
 
 def trial_overrides(stages: list[AlignStage], trial_cfg: ExperimentConfig) -> dict[str, Any]:
@@ -113,9 +172,10 @@ def check_align_data(stages: list[AlignStage]) -> None:
     checked: set[str] = set()
     for stage in stages:
         source = stage.spec.sources[0]
-        if (stage.output_dir / "align.json").is_file() or source.path in checked:
+        what = json.dumps(dataclasses.asdict(source), sort_keys=True)
+        if (stage.output_dir / "align.json").is_file() or what in checked:
             continue
-        checked.add(source.path)
+        checked.add(what)
         try:
             documents = load_documents(stage.spec.sources)
         except XsweepError as exc:
@@ -132,9 +192,9 @@ def run_align_stages(stages: list[AlignStage], cfg: ExperimentConfig, *, log: Lo
     workers; a finished one is reused. Ray must be started."""
     from xsweep.train.align import align_on_ray, load_alignment_result
 
-    a = cfg.align
     for number, stage in enumerate(stages, 1):
-        head = f"stage {number}/{len(stages)}: alignment of the {stage.shape.describe()}"
+        a = stage.align
+        head = f"stage {number}/{len(stages)}: alignment of the {stage.describe()}"
         if (stage.output_dir / "align.json").is_file():
             log(f"{head}: reusing the finished run in {stage.output_dir}")
             continue
@@ -150,13 +210,15 @@ def run_align_stages(stages: list[AlignStage], cfg: ExperimentConfig, *, log: Lo
 
 def describe_stages(cfg: ExperimentConfig) -> list[str]:
     """Lines for `--dry-run`: each alignment run the sweep would need (no backbone is loaded)."""
-    shapes = stage_shapes(cfg)
-    if not shapes:
+    stages = needed_stages(cfg)
+    if not stages:
         return []
-    a = cfg.align
-    lines = [f"stage 1: {len(shapes)} alignment run(s) on {a.data} "
-             f"({a.epochs} epochs, batch {a.batch_size}, lr {a.lr}, {a.num_workers} worker(s) each)"]
-    lines += [f"  {shape.describe()}: {trials} APT trials start from it" for shape, trials in shapes.items()]
+    a = stages[0].align  # what the stages share; what differs is on each stage's line
+    corpora = ", ".join(dict.fromkeys(corpus_name(st.align.data) for st in stages))
+    size = f", at most {a.max_pairs} pairs" if a.max_pairs and "max_pairs" not in stages[0].differs else ""
+    lines = [f"stage 1: {len(stages)} alignment run(s) on {corpora} "
+             f"({a.epochs} epochs, batch {a.batch_size}, lr {a.lr}{size}, {a.num_workers} worker(s) each)"]
+    lines += [f"  {stage.describe()}: {stage.trials} APT trials start from it" for stage in stages]
     return lines
 
 
@@ -164,10 +226,10 @@ def stages_root(cfg: ExperimentConfig) -> Path:
     return Path(cfg.storage.root).expanduser().resolve() / STAGES_DIR
 
 
-def _align_spec(cfg: ExperimentConfig, shape: PromptShape, backbone_path: str, demo_dir: Path | None):
+def _align_spec(cfg: ExperimentConfig, shape: PromptShape, a: AlignStageConfig, backbone_path: str,
+                demo_dir: Path | None):
     from xsweep.train.align import AlignConfig, AlignSpec
 
-    a = cfg.align
     config = AlignConfig(prompt_kind=shape.kind, prompt_length=shape.length, prompt_dropout=cfg.prompt.dropout,
                          shift_positions=shape.shift_positions, reparam_hidden=shape.reparam_hidden,
                          backbone_dropout=cfg.backbone.dropout, attn_implementation=cfg.backbone.attn_implementation,
@@ -181,23 +243,30 @@ def _align_spec(cfg: ExperimentConfig, shape: PromptShape, backbone_path: str, d
     return dataclasses.replace(spec, output_dir=str(folder))
 
 
-def _source(a, demo_dir: Path | None):
+def _source(a: AlignStageConfig, demo_dir: Path | None):
     from xsweep.train.align_data import ParallelSource
 
     if a.data == "demo":
         if demo_dir is None:
             raise XsweepError("align.data is demo but the demo data is not prepared", where="align.data",
                               fix="report this as a bug in xsweep")
-        return ParallelSource(kind="xsgd", path=str(demo_dir / "xsgd"), targets=a.targets)
-    if a.data == "xsgd":
+        return ParallelSource(kind="xsgd", path=str(demo_dir / "xsgd"), targets=a.targets, max_pairs=a.max_pairs)
+    if a.data in ("xsgd", "tatoeba"):
+        from xsweep.data.tatoeba import holds_tatoeba
         from xsweep.paths import data_root
 
-        folder = data_root() / "xsgd"
-        if not folder.is_dir():
-            raise XsweepError(f"align.data is xsgd but there is no XSGD in {str(folder)!r}", where="align.data",
-                              fix="XSGD is a manual download (`xsweep data download xsgd` says how); place it "
-                                  "there (XSWEEP_DATA sets the data root) or set align.data to its folder")
-        return ParallelSource(kind="xsgd", path=str(folder), targets=a.targets)
+        folder = data_root() / a.data
+        there = holds_tatoeba(folder) if a.data == "tatoeba" else folder.is_dir()
+        if not there:
+            how = ("XSGD is a manual download (`xsweep data download xsgd` says how); place it there"
+                   if a.data == "xsgd" else "fetch it with `xsweep data download tatoeba`")
+            raise XsweepError(f"align.data is {a.data} but there is no {a.data} in {str(folder)!r}",
+                              where="align.data",
+                              fix=f"{how} (XSWEEP_DATA sets the data root), or set align.data to its folder")
+        return ParallelSource(kind=a.data, path=str(folder), targets=a.targets, max_pairs=a.max_pairs)
     if a.data.endswith(".tsv"):
-        return ParallelSource(kind="tsv", path=a.data, lang=a.lang)
-    return ParallelSource(kind="xsgd", path=a.data, targets=a.targets)
+        return ParallelSource(kind="tsv", path=a.data, lang=a.lang, max_pairs=a.max_pairs)
+    from xsweep.data.tatoeba import holds_tatoeba
+
+    kind = "tatoeba" if holds_tatoeba(Path(a.data)) else "xsgd"  # a folder is read in its own layout
+    return ParallelSource(kind=kind, path=a.data, targets=a.targets, max_pairs=a.max_pairs)

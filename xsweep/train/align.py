@@ -154,9 +154,15 @@ class AlignSpec:
 
     def digest(self) -> str:
         """Identifies what is trained (backbone, data, hyperparameters), not where it is written."""
-        what = {"backbone": self.backbone_path, "sources": [asdict(s) for s in self.sources],
+        what = {"backbone": self.backbone_path, "sources": [_source_identity(s) for s in self.sources],
                 "config": asdict(self.config)}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _source_identity(source: ParallelSource) -> dict[str, Any]:
+    """A source as the digest sees it: a field added after runs were made (`max_pairs`) counts only
+    when set, so a run finished before it existed is still found and reused."""
+    return {k: v for k, v in asdict(source).items() if not (k == "max_pairs" and v is None)}
 
 
 def _local(path: str | None) -> str | None:

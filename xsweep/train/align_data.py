@@ -1,8 +1,9 @@
 """What alignment pretraining reads: parallel sources, per-step batches, and the `<s>` retrieval probe.
 
 A source is plain data (it crosses into Ray workers and into the run's JSON): XSGD dialogues, two
-line-aligned files, or a TSV. Every source becomes `AlignedDocument`s (xsweep.data.parallel), and
-every epoch draws one pair per document (`epoch_pairs`, fixed by seed and epoch alone). A step's
+line-aligned files, a TSV, or a Tatoeba folder, each optionally cut to a number of pairs. Every
+source becomes `AlignedDocument`s (xsweep.data.parallel), and every epoch draws one pair per
+document (`epoch_pairs`, fixed by seed and epoch alone). A step's
 global batch is a slice of that list; with N workers, worker r trains rows r, r+N, r+2N, ... of it,
 so the global batch is the same whatever N is, and the shards of one step are disjoint.
 """
@@ -16,22 +17,24 @@ from typing import Literal, Sequence
 
 import torch
 
-from xsweep.data.parallel import AlignedDocument, AlignmentPair, line_aligned_documents, tsv_documents, xsgd_documents
+from xsweep.data.parallel import (AlignedDocument, AlignmentPair, cap_pairs, line_aligned_documents, tatoeba_documents,
+                                  tsv_documents, xsgd_documents)
 from xsweep.errors import XsweepError
 
-SOURCE_KINDS = ("xsgd", "lines", "tsv")
+SOURCE_KINDS = ("xsgd", "lines", "tsv", "tatoeba")
 
 
 @dataclass
 class ParallelSource:
     """One body of parallel text for alignment."""
 
-    kind: Literal["xsgd", "lines", "tsv"]
+    kind: Literal["xsgd", "lines", "tsv", "tatoeba"]
     """`xsgd`: SGD-layout dialogues with `utterance_<code>` fields (documents are dialogues);
-    `lines`: an English file and a target file, line i translating line i; `tsv`: `english<TAB>target`."""
+    `lines`: an English file and a target file, line i translating line i; `tsv`: `english<TAB>target`;
+    `tatoeba`: a folder of `tatoeba.<iso3>-eng.*` files (documents are single sentences)."""
     path: str
     """xsgd: the data folder (holding train/ dev/ test/, or a folder above one); lines: the English
-    file; tsv: the file."""
+    file; tsv: the file; tatoeba: the folder."""
     target_path: str | None = None
     """lines only: the target-language file."""
     lang: str | None = None
@@ -39,9 +42,13 @@ class ParallelSource:
     split: str = "train"
     """xsgd only: the split read."""
     targets: str | list[str] = "all"
-    """xsgd only: XSGD codes or MASSIVE locales, or "all" (every language in the files)."""
+    """xsgd: XSGD codes or MASSIVE locales; tatoeba: ISO-639-3 codes or MASSIVE locales; or "all"
+    (every language in the files)."""
     lines_per_document: int = 1
     """lines and tsv: consecutive lines grouped into one document, so spans of 1-4 can be drawn."""
+    max_pairs: int | None = None
+    """At most this many aligned segments (turn or sentence pairs) of this source, a fixed sample
+    (`cap_pairs`); None: all of them."""
 
 
 def load_documents(sources: Sequence[ParallelSource | dict]) -> list[AlignedDocument]:
@@ -54,20 +61,23 @@ def load_documents(sources: Sequence[ParallelSource | dict]) -> list[AlignedDocu
         s = source if isinstance(source, ParallelSource) else ParallelSource(**source)
         where = f"align.sources[{i}]"
         if s.kind == "xsgd":
-            docs += xsgd_documents(Path(s.path), s.split, s.targets)
+            found = xsgd_documents(Path(s.path), s.split, s.targets)
         elif s.kind == "lines":
             if not s.target_path or not s.lang:
                 raise XsweepError("a `lines` source needs target_path and lang", where=where,
                                   fix="give the target-language file and its language code")
-            docs += line_aligned_documents(Path(s.path), Path(s.target_path), s.lang, s.lines_per_document)
+            found = line_aligned_documents(Path(s.path), Path(s.target_path), s.lang, s.lines_per_document)
         elif s.kind == "tsv":
             if not s.lang:
                 raise XsweepError("a `tsv` source needs lang", where=where, fix="give the target language's code")
-            docs += tsv_documents(Path(s.path), s.lang, s.lines_per_document)
+            found = tsv_documents(Path(s.path), s.lang, s.lines_per_document)
+        elif s.kind == "tatoeba":
+            found = tatoeba_documents(Path(s.path), s.targets)
         else:
             raise XsweepError(f"unknown source kind {s.kind!r}", where=where,
                               fix=f"use one of: {', '.join(SOURCE_KINDS)}")
-    docs = [d for d in docs if any(seg.strip() for seg in d.source)]  # blank lines carry nothing to learn
+        found = [d for d in found if any(seg.strip() for seg in d.source)]  # blank lines carry nothing to learn
+        docs += cap_pairs(found, s.max_pairs)  # after dropping blanks: the bound counts pairs trained on
     if not docs:
         raise XsweepError("the alignment sources hold no documents", where="align.sources",
                           fix="check the paths, split and target languages")
