@@ -14,9 +14,14 @@ import pytest
 from xsweep.cli import main
 from xsweep.config import grid_points, load_config
 from xsweep.errors import XsweepError
-from xsweep.sweep.prepare import PreparedInputs, demo_data_dir
+from xsweep.record import DevPoint, TrialRecord
+from xsweep.report.paper import methods_table
+from xsweep.report.select import summarise
+from xsweep.report.tables import column_title
+from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, resolve_backbone
 from xsweep.sweep.runner import plan_trials
 from xsweep.sweep.stages import plan_align_stages
+from xsweep.train.align import run_alignment
 from xsweep.train.align_data import load_documents
 
 # PT once, APT once per corpus: the demo XSGD dialogues (conversational) and Tatoeba (not), both cut
@@ -181,3 +186,29 @@ def test_max_pairs_gives_both_corpora_one_size_whatever_the_seed(tmp_path, tatoe
               "sources": [{k: v for k, v in asdict(s).items() if k != "max_pairs"} for s in spec.sources]}
     assert spec.digest() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert sum(len(d.source) for d in load_documents(spec.sources)) > 48
+
+
+@pytest.mark.timeout(120)
+def test_the_report_names_each_apt_row_by_its_corpus(tmp_path, tatoeba_root):
+    cfg = load_config(write(tmp_path, CORPORA.format(root=tmp_path)))
+    backbone = resolve_backbone(cfg, tmp_path, log=lambda _: None)
+    stages = plan_align_stages(cfg, backbone, demo_dir=demo_data_dir())
+    for stage in stages:  # both stages, trained here without Ray on the tiny model
+        run_alignment(stage.spec, log=lambda _: None)
+    summary = json.loads((stages[1].output_dir / "align.json").read_text())
+    assert summary["data"]["documents"] == 48 and summary["data"]["languages"] == ["deu", "spa"]
+
+    inputs = PreparedInputs(data_dir=tmp_path, eval_locales=["en-US"], backbone_path=backbone, data_files=[])
+    records = []
+    for number, spec in enumerate(plan_trials(cfg, tmp_path / "corpora", inputs, stages)):
+        record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
+                             lr=spec.config["optim"]["lr"], seed=spec.config["seed"], status="completed",
+                             config=spec.config)
+        record.add_dev(DevPoint(step=1, epoch=1, score=0.5, train_loss=1.0))
+        record.test_scores = {"en-US": 0.5 + number / 100, "de-DE": 0.3}
+        records.append(record)
+    summaries = summarise(records)
+    rows = [row.label for section in methods_table(summaries).sections for row in section.rows]
+    assert rows == ["PT", "APT on tatoeba", "APT on xsgd"]
+    assert sorted(column_title(s).split(" (")[-1] for s in summaries if s.config["method"] == "apt") == [
+        "aligned on tatoeba)", "aligned on xsgd)"]

@@ -6,18 +6,21 @@ from a group, how to order their values, and how to label them.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from xsweep.report.select import GroupSummary
 
 # Attribute -> (where in the resolved config). Order is the order labels are composed in.
-ATTRIBUTES = ("dataset", "classifier", "method", "prompt", "length", "shots", "backbone")
+ATTRIBUTES = ("dataset", "classifier", "method", "alignment", "prompt", "length", "shots", "backbone")
 PROMPT_ATTRIBUTES = ("prompt", "length")
 METHOD_ORDER = {"ft": 0, "pt": 1, "apt": 2}
 
 
 def group_attrs(summary: GroupSummary) -> dict[str, Any]:
-    """Attribute -> value of a group. `shots` None means all data; `length` None means no prompt."""
+    """Attribute -> value of a group. `shots` None means all data; `length` None means no prompt;
+    `alignment` None means no aligned prompt (or none whose data can be read)."""
     cfg = summary.config
     prompt = cfg.get("prompt", {})
     kind = prompt.get("kind")
@@ -25,6 +28,7 @@ def group_attrs(summary: GroupSummary) -> dict[str, Any]:
         "dataset": cfg.get("data", {}).get("dataset"),
         "classifier": cfg.get("head", {}).get("kind"),
         "method": cfg.get("method"),
+        "alignment": alignment_corpus(cfg),
         "prompt": kind,
         "length": None if kind in (None, "none") else prompt.get("length"),
         "shots": cfg.get("data", {}).get("shots"),
@@ -32,8 +36,37 @@ def group_attrs(summary: GroupSummary) -> dict[str, Any]:
     }
 
 
+def alignment_corpus(resolved: dict[str, Any]) -> str | None:
+    """The parallel data an APT group's prompt was aligned on (`xsgd`, `tatoeba`, a .tsv's name), as
+    the alignment run records it in `align.json` beside the prompt (`prompt.init_from`): an APT
+    trial's config names its prompt's folder, and that folder says what it was trained on."""
+    init_from = resolved.get("prompt", {}).get("init_from")
+    if resolved.get("method") != "apt" or not init_from:
+        return None
+    prompt_dir = str(init_from)
+    if prompt_dir not in _CORPUS_OF:  # a table asks for every group's attributes many times
+        try:
+            spec = json.loads((Path(prompt_dir) / "align.json").read_text(encoding="utf-8"))["spec"]
+            _CORPUS_OF[prompt_dir] = "+".join(_source_name(s) for s in spec["sources"]) or None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # a prompt from elsewhere, or a run moved without its stages: unlabelled, not an error
+    return _CORPUS_OF[prompt_dir]
+
+
+_CORPUS_OF: dict[str, str | None] = {}
+
+
+def _source_name(source: dict[str, Any]) -> str:
+    """`xsgd`, `tatoeba` (their folders' names in the data root), or the name of a .tsv or target file."""
+    path = source.get("target_path") if source.get("kind") == "lines" else source["path"]
+    return Path(path).name
+
+
 def label(attr: str, value: Any) -> str:
-    """How the paper writes a value: `5-shots`, `all`, `APT`, `NLI-based`, `P=16`."""
+    """How the paper writes a value: `5-shots`, `all`, `APT`, `NLI-based`, `P=16`, `on xsgd`;
+    an empty string for a value that needs no mention (no alignment)."""
+    if attr == "alignment":
+        return "" if value is None else f"on {value}"
     if attr == "shots":
         return "all" if value is None else f"{value}-shots"
     if attr == "method":
@@ -64,6 +97,8 @@ def varying(summaries: list[GroupSummary], exclude: tuple[str, ...] = ()) -> lis
             # A group without a prompt (FT) differs in prompt by its method already: compare the
             # prompt attributes among prompted groups only, so FT beside PT does not split tables.
             seen = [v for v in values if v["length"] is not None]
+        elif a == "alignment":  # likewise, only APT groups have an alignment corpus
+            seen = [v for v in values if v["alignment"] is not None]
         if a not in exclude and len({repr(v[a]) for v in seen}) > 1:
             out.append(a)
     return out
@@ -72,7 +107,7 @@ def varying(summaries: list[GroupSummary], exclude: tuple[str, ...] = ()) -> lis
 def describe(summary: GroupSummary, attrs: list[str]) -> str:
     """A short label from the given attributes, e.g. `PT · 5-shots`; the group name if none."""
     values = group_attrs(summary)
-    parts = [label(a, values[a]) for a in attrs]
+    parts = [text for text in (label(a, values[a]) for a in attrs) if text]
     return " · ".join(parts) if parts else summary.group_name
 
 

@@ -35,17 +35,32 @@ def pivot_table(summaries: list[GroupSummary], *, section_by: str, row_by: str, 
     """Sections by `section_by`, rows by `row_by`; columns `locales` then AVG (over all languages)."""
     locales = paper_locales(summaries) if locales is None else locales
     others = varying(summaries, exclude=(section_by, row_by))
+    # APT groups aligned on different corpora (the alignment-data table) are told apart where the
+    # method is named, `APT on xsgd` beside `PT`, rather than in sections of their own.
+    qualify = "alignment" in others and "method" in (section_by, row_by)
+    if qualify:
+        others.remove("alignment")
+
+    def named(attr: str, values: dict) -> str:
+        if qualify and attr == "method" and values["alignment"] is not None:
+            return f"{label(attr, values[attr])} {label('alignment', values['alignment'])}"
+        return label(attr, values[attr])
+
+    def order_of(attr: str, values: dict) -> tuple:
+        extra = (str(values["alignment"]),) if qualify and attr == "method" else ()
+        return (sort_key(attr, values[attr]),) + extra
+
     sections: dict[tuple, tuple[tuple, str, list[GroupSummary]]] = {}
     for s in summaries:
         values = group_attrs(s)
-        key = tuple(repr(values[a]) for a in [section_by] + others)
-        order = (sort_key(section_by, values[section_by]),) + tuple(sort_key(a, values[a]) for a in others)
-        name = " · ".join([label(section_by, values[section_by])] + [label(a, values[a]) for a in others])
+        key = (named(section_by, values),) + tuple(repr(values[a]) for a in others)
+        order = order_of(section_by, values) + tuple(sort_key(a, values[a]) for a in others)
+        name = " · ".join(text for text in [named(section_by, values)] + [label(a, values[a]) for a in others] if text)
         sections.setdefault(key, (order, name, []))[2].append(s)
     out = []
     for order, name, members in sorted(sections.values(), key=lambda item: item[0]):
-        members = sorted(members, key=lambda s: (sort_key(row_by, group_attrs(s)[row_by]), s.group_name))
-        labels = [label(row_by, group_attrs(s)[row_by]) for s in members]
+        members = sorted(members, key=lambda s: (order_of(row_by, group_attrs(s)), s.group_name))
+        labels = [named(row_by, group_attrs(s)) for s in members]
         rows = []
         for s, row_label in zip(members, labels):
             if labels.count(row_label) > 1:  # groups differing only outside the known attributes

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xsweep.atomic import write_text
+from xsweep.report.attrs import alignment_corpus
 from xsweep.report.render import Cell, Row, Section, Table, to_csv, to_latex, to_markdown
 from xsweep.report.select import GroupSummary, LanguageScore
 
@@ -48,12 +49,19 @@ def avg_cell(summary: GroupSummary) -> Cell:
 
 
 def column_title(summary: GroupSummary) -> str:
-    title = summary.group_name
+    title = group_title(summary)
     if summary.partial:
         title += " (partial)"
     if summary.provisional:
         title += " (provisional lr)"
     return title
+
+
+def group_title(summary: GroupSummary) -> str:
+    """The group's name, and for APT the corpus its prompt was aligned on (groups that differ only
+    in that, as in the alignment-data table, would otherwise share a name)."""
+    corpus = alignment_corpus(summary.config)
+    return summary.group_name + (f" (aligned on {corpus})" if corpus else "")
 
 
 def results_table(summaries: list[GroupSummary]) -> Table:
@@ -114,7 +122,7 @@ def format_table_markdown(summaries: list[GroupSummary]) -> str:
                   "`n/a` = not reported by that group.", ""]
     parts += [to_markdown(results_table(summaries)), ""]
     for s in summaries:
-        parts += [f"## {s.group_name}", "",
+        parts += [f"## {group_title(s)}", "",
                   f"group key `{s.group_key}`; chosen lr "
                   f"{'none' if s.chosen_lr is None else f'{s.chosen_lr:g}'}"
                   f"{' (provisional)' if s.provisional else ''}; seeds used "
