@@ -14,6 +14,7 @@ import pytest
 from xsweep.cli import main
 from xsweep.config import grid_points, load_config
 from xsweep.errors import XsweepError
+from xsweep.paths import REPO_ROOT
 from xsweep.record import DevPoint, TrialRecord
 from xsweep.report.paper import methods_table
 from xsweep.report.select import summarise
@@ -212,3 +213,16 @@ def test_the_report_names_each_apt_row_by_its_corpus(tmp_path, tatoeba_root):
     assert rows == ["PT", "APT on tatoeba", "APT on xsgd"]
     assert sorted(column_title(s).split(" (")[-1] for s in summaries if s.config["method"] == "apt") == [
         "aligned on tatoeba)", "aligned on xsgd)"]
+
+
+@pytest.mark.timeout(60)
+def test_the_papers_alignment_data_table_validates_and_dry_runs(capsys):
+    paper = REPO_ROOT / "experiments" / "alignment_data.yaml"
+    assert main(["validate", str(paper)]) == 0
+    assert main(["run", str(paper), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # (PT, APT on XSGD, APT on Tatoeba) x 3 shot counts x 7 lrs x 5 seeds; a stage per corpus, one size.
+    assert "63 grid points x 5 seeds = 315 trials; 2 stage(s)" in out
+    assert "2 alignment run(s) on xsgd, tatoeba" in out and "at most 10000 pairs" in out
+    assert "layer prompt x 16 on xsgd: 105 APT trials" in out and "layer prompt x 16 on tatoeba: 105 APT trials" in out
+    assert not (REPO_ROOT / "runs" / "alignment_data").exists()  # nothing run, nothing written
