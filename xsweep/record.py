@@ -17,8 +17,10 @@ from typing import Any, Literal
 from xsweep.atomic import write_json
 from xsweep.errors import XsweepError
 
-Status = Literal["running", "completed", "diverged", "failed", "stopped"]
-STATUSES: tuple[str, ...] = ("running", "completed", "diverged", "failed", "stopped")
+Status = Literal["running", "paused", "completed", "diverged", "failed", "stopped", "pruned"]
+STATUSES: tuple[str, ...] = ("running", "paused", "completed", "diverged", "failed", "stopped", "pruned")
+"""`paused`: stopped at a pruning milestone (`sweep.pruning`), to be continued from its checkpoint;
+`pruned`: its learning rate was pruned at a milestone, so it is never continued."""
 RECORD_FILE = "record.json"
 
 # Keys that say how or where a trial runs, or which grid point of a group it is, not what the
@@ -67,6 +69,8 @@ class TrialRecord:
     """Optimiser steps at which the trial resumed from its checkpoint after an interruption."""
     worker: str | None = None
     """`host:pid` of the process that last ran the trial (which machine to look at)."""
+    pruned_at_epoch: int | None = None
+    """The pruning milestone at which the sweep stopped this trial's learning rate (status `pruned`)."""
 
     def add_dev(self, point: DevPoint) -> bool:
         """Append a dev evaluation; return True if it is a new best (ties keep the earlier)."""

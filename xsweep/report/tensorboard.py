@@ -90,10 +90,10 @@ class TrialWriter:
     def close(self, status: str = "completed") -> None:
         """End the HParams session with the trial's record status, and close the files.
 
-        A trial still "running" (e.g. a worker killed and resumed later) writes no session end,
-        so the dashboard does not show it as finished.
+        A trial still "running" (e.g. a worker killed and resumed later) or "paused" (at a pruning
+        milestone) writes no session end, so the dashboard does not show it as finished.
         """
-        if self._session_open and status != "running":
+        if self._session_open and status not in ("running", "paused"):
             self._writer._get_file_writer().add_summary(_session_end_summary(status))
         self._session_open = False
         self._writer.close()

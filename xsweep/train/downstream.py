@@ -10,8 +10,9 @@ is behind the protocol in train/tasks.py; this loop is the same for all of them.
 
 Every dev evaluation also writes `checkpoint.pt` into the trial directory (atomically): the
 trained tensors, the best ones so far, optimiser, scheduler, every random-number generator and
-the record. A trial started again (a killed worker retried by Ray, or `xsweep run --resume`)
-continues from it and ends exactly where an uninterrupted trial would have.
+the record. A trial started again (a killed worker retried by Ray, `xsweep run --resume`, or a
+trial paused at a pruning milestone, `TrialSpec.stop_after_epoch`) continues from it and ends
+exactly where an uninterrupted trial would have.
 
 The loop knows nothing of Ray: `report` is a callable, so the same code runs inside a Ray Train
 worker, in a plain process, or in a test.
@@ -69,6 +70,9 @@ class TrialSpec:
     group_key: str
     group_name: str
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    stop_after_epoch: int | None = None
+    """Pause after the dev evaluation (and checkpoint) at this epoch, untested, with status
+    `paused`; run again with a later stop, or None, to continue (sweep.pruning's milestones)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -167,6 +171,9 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         # Last, so that the random-number generators are those of the moment it was saved.
         epoch, step, since_best, best_state = _restore(checkpoint, model, optimizer, scheduler, order,
                                                        record, clock)
+        if since_best < cfg.optim.patience and _pauses_at(spec, cfg, epoch):
+            _pause(record, report, step, epoch)  # asked again to stop where it already stands
+            return
     for epoch in range(epoch + 1, cfg.optim.epochs + 1):
         if since_best >= cfg.optim.patience:
             break  # a trial resumed after its last evaluation: training had already stopped
@@ -205,6 +212,10 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
                 "dev": {locale: {metric: dev_score}}, "best_dev": record.best_dev})
         if since_best >= cfg.optim.patience:
             break
+        if _pauses_at(spec, cfg, epoch):
+            # The checkpoint just written holds everything: a later run continues bit for bit.
+            _pause(record, report, step, epoch)
+            return
 
     # Evaluate the kept best checkpoint, not the last state.
     model.load_state_dict(best_state, strict=False)
@@ -220,6 +231,16 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     record.status = "completed"
     report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "completed", "metric": metric,
             "test": {loc: {metric: s} for loc, s in record.test_scores.items()}})
+
+
+def _pauses_at(spec: TrialSpec, cfg: ExperimentConfig, epoch: int) -> bool:
+    """Whether the trial stops here for now: it reached its stop, and training has not ended anyway."""
+    return spec.stop_after_epoch is not None and spec.stop_after_epoch <= epoch < cfg.optim.epochs
+
+
+def _pause(record: TrialRecord, report: Reporter, step: int, epoch: int) -> None:
+    record.status = "paused"
+    report({"step": step, "epoch": epoch, "best_dev": record.best_dev, "status": "paused", "metric": record.metric})
 
 
 def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
