@@ -138,6 +138,22 @@ class OptunaConfig:
 
 
 @dataclass
+class PruningConfig:
+    """Successive halving of learning rates within a group (ASHA's rule, run in fixed phases).
+
+    At each milestone epoch every running trial of the group pauses; each learning rate is scored
+    by the mean over its seeds of their best English dev score so far, and only the best `keep`
+    fraction goes on. A pruned rate stops on every seed, so a selected rate has all its seeds.
+    """
+
+    milestones: list[int] = field(default_factory=list)
+    """Epochs at which a group's learning rates are compared, increasing; each a multiple of
+    `optim.eval_every_epochs` and below `optim.epochs`. Empty: no pruning, every trial runs to its end."""
+    keep: float = 0.5
+    """Fraction of a group's remaining learning rates kept at each milestone, rounded up (at least one)."""
+
+
+@dataclass
 class SweepConfig:
     grid: dict[str, list[Any]] = field(default_factory=lambda: {"optim.lr": [1e-2]})
     """Dotted key -> values; the sweep runs the cross product, once per seed. An axis whose values
@@ -152,6 +168,8 @@ class SweepConfig:
     budget_device_hours: float | None = None
     """Stop starting trials once the sweep's trials have spent this many device-hours (seconds x
     the share of a GPU, or of CPUs, each held); running ones finish. None: no cap."""
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    """Stop each group's worst learning rates, on all their seeds, at fixed epochs; off by default."""
     downstream: bool = True
     """False: run the alignment stages (and their Tatoeba retrieval) only, no downstream trials."""
     evaluate: Literal["selected", "all"] = "selected"
@@ -602,6 +620,7 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if r.cpus_per_trial <= 0 or r.gpus_per_trial < 0 or r.num_workers < 1:
         fail("resources", "resources need cpus_per_trial > 0, gpus_per_trial >= 0, num_workers >= 1",
              "e.g. cpus_per_trial: 1, gpus_per_trial: 0, num_workers: 1")
+    _check_pruning(cfg, fail)  # before the grid: a grid value is checked on a config with these milestones
     s = cfg.sweep
     if not s.seeds:
         fail("sweep.seeds", "sweep.seeds is empty", "list at least one seed, e.g. [0, 1, 2, 3, 4]")
@@ -684,6 +703,28 @@ def _check_align_data(cfg: ExperimentConfig, fail: Callable[[str, str, str], Non
                  "set the align keys together with method apt in one axis, e.g. "
                  "variant: [{method: pt}, {method: apt, align.data: xsgd}, {method: apt, align.data: tatoeba}]")
         seen[key] = point
+
+
+def _check_pruning(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
+    p, o = cfg.sweep.pruning, cfg.optim
+    if not 0 < p.keep < 1:
+        fail("sweep.pruning.keep", f"sweep.pruning.keep must be a fraction in (0, 1), got {p.keep}",
+             "keep e.g. 0.5 (half of a group's learning rates go on at each milestone)")
+    if not p.milestones:
+        return
+    if cfg.sweep.search == "optuna":
+        fail("sweep.pruning", "sweep.pruning compares the learning rates of a grid, but sweep.search is optuna "
+             "(it suggests its points a few at a time)", "set sweep.pruning.milestones: [] or sweep.search: grid")
+    for before, epoch in zip([0, *p.milestones], p.milestones):
+        if epoch <= before:
+            fail("sweep.pruning.milestones", f"sweep.pruning.milestones must be increasing positive epochs, "
+                 f"got {p.milestones}", "list epochs in increasing order, e.g. [10, 50]")
+        if epoch % o.eval_every_epochs:
+            fail("sweep.pruning.milestones", f"milestone {epoch} is not an epoch where English dev is evaluated "
+                 f"(every {o.eval_every_epochs})", f"use multiples of optim.eval_every_epochs ({o.eval_every_epochs})")
+        if epoch >= o.epochs:
+            fail("sweep.pruning.milestones", f"milestone {epoch} is not below optim.epochs ({o.epochs}): the "
+                 "trials would have ended", f"use epochs below {o.epochs}, or remove the milestone")
 
 
 def _check_optuna(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
