@@ -2,7 +2,8 @@
 
 For each configuration group (the trial record's `group_key`):
 - a learning rate is *eligible* only if every expected seed has a completed trial with a best
-  English dev score; its dev score is the mean over seeds of those best scores;
+  English dev score; its dev score is the mean over seeds of those best scores (a rate pruned at a
+  milestone, `sweep.pruning`, is not: its seeds stopped there);
 - the chosen learning rate has the highest mean dev score, ties going to the smaller rate;
 - each language's test score is the mean over the chosen rate's seeds;
 - AVG is the mean over seeds of each seed's average over all languages, and std the sample
@@ -28,8 +29,9 @@ from xsweep.record import STATUSES, TrialRecord
 # small is float noise from summing in another order, never a real difference).
 TIE_TOLERANCE = 1e-12
 DEFAULT_TRAIN_LOCALE = "en-US"
-# A sweep with trials in these states has not finished: its results are provisional.
-UNFINISHED = ("running", "stopped")
+# A sweep with trials in these states has not finished: its results are provisional. Pruned trials
+# have: their learning rate lost at a milestone and will not run again.
+UNFINISHED = ("running", "paused", "stopped")
 
 
 @dataclass
@@ -210,8 +212,10 @@ def _lr_row(lr: float, by_point: dict[tuple[float, int], TrialRecord], seeds: li
     absent = [s for s in seeds if (lr, s) not in by_point]
     if absent:
         reasons.append(f"seed {', '.join(map(str, absent))} missing")
-    not_done = [f"seed {r.seed} {r.status}" for r in present if r.status != "completed"]
-    reasons += not_done
+    if any(r.status == "pruned" for r in present):
+        epochs = sorted({r.pruned_at_epoch for r in present if r.pruned_at_epoch is not None})
+        reasons.append(f"pruned at epoch {', '.join(map(str, epochs))}" if epochs else "pruned")
+    reasons += [f"seed {r.seed} {r.status}" for r in present if r.status not in ("completed", "pruned")]
     no_dev = [f"seed {r.seed} has no dev score" for r in present
               if r.status == "completed" and r.best_dev is None]
     reasons += no_dev
@@ -225,14 +229,14 @@ def _choose(lr_table: dict[float, LrRow]) -> tuple[float | None, bool]:
 
     With no eligible rate (a sweep still running, or every rate lost a seed) a provisional
     choice is made so a running sweep can be read; the summary says so and the tables mark it.
-    It prefers rates that can still become eligible (no diverged or failed seed), then any rate
+    It prefers rates that can still become eligible (no diverged, failed or pruned seed), then any rate
     with a completed seed.
     """
     eligible = [row for row in lr_table.values() if row.eligible and row.mean_dev is not None]
     if eligible:
         return _best(eligible), False
     usable = [row for row in lr_table.values() if row.statuses.get("completed", 0) and row.mean_dev is not None]
-    hopeful = [row for row in usable if not row.statuses.get("diverged") and not row.statuses.get("failed")]
+    hopeful = [row for row in usable if not any(row.statuses.get(s) for s in ("diverged", "failed", "pruned"))]
     fallback = hopeful or usable
     return (_best(fallback), True) if fallback else (None, False)
 
