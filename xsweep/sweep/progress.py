@@ -24,6 +24,9 @@ class ProgressPrinter(Callback):
             self.log(f"  done     {name}: best dev {metric} {result['best_dev']:.3f}{test}")
         elif result.get("status") == "diverged":
             self.log(f"  diverged {name} at step {result.get('step')}")
+        elif result.get("status") == "paused":  # at a pruning milestone (sweep.pruning)
+            self.log(f"  paused   {name} at epoch {result['epoch']}: best dev {result.get('metric', 'accuracy')} "
+                     f"{result['best_dev']:.3f}")
         elif "dev" in result:
             metric = result.get("metric", "accuracy")
             dev = next(iter(result["dev"].values()))[metric]

@@ -23,6 +23,8 @@ from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
 from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
 from xsweep.sweep.retrieval import run_retrieval
+from xsweep.sweep.phases import ended_as_asked, run_in_phases
+from xsweep.sweep.pruning import FINISHED
 from xsweep.sweep.search import run_optuna
 from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
                                  run_align_stages, stage_shapes, trial_overrides)
@@ -109,7 +111,11 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
     else:
         log(f"{len(specs)} trials ({len(grid_points(cfg))} grid points x {len(cfg.sweep.seeds)} seeds); "
             f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
-        failed = _run_within_budget(cfg, run_dir, specs, pending, log=log) if pending else []
+        if pending and cfg.sweep.pruning.milestones:
+            failed = run_in_phases(cfg, specs, lambda batch: _run_within_budget(cfg, run_dir, specs, batch, log=log),
+                                   log=log)
+        else:
+            failed = _run_within_budget(cfg, run_dir, specs, pending, log=log) if pending else []
     if cfg.sweep.evaluate == "selected":
         planned = specs if cfg.sweep.search == "grid" else _planned_so_far(run_dir)
         failed += run_evaluation_stage(cfg, planned, inputs.eval_locales, start_ray=lambda: start_ray(address),
@@ -196,6 +202,10 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
              f"backbone {cfg.backbone.name}, shots {cfg.data.shots or 'all'}",
              f"  run directory: {run_dir_of(cfg)}"]
     lines += [f"  {', '.join(f'{k}={v}' for k, v in point.items()) or '(no grid)'}" for point in points]
+    pruning = cfg.sweep.pruning
+    if pruning.milestones:
+        lines.append(f"  pruning: at epoch {', '.join(map(str, pruning.milestones))} each group keeps its best "
+                     f"{pruning.keep:.0%} of learning rates (all seeds); the projection below does not count it")
     lines += describe_cost(cfg, throughput)
     return "\n".join(lines)
 
@@ -208,20 +218,24 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
     if config_file.exists() and resume:
         import yaml
 
-        old = _flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
+        # A key the run's file lacks was added to xsweep later: the run had its default behaviour.
+        old = {**_flatten(to_dict(ExperimentConfig())),
+               **_flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})}
         new = _flatten(to_dict(cfg))
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        # Pruning decided over the run's seeds: a new seed could overturn a decision already acted on.
+        resumable = [k for k in RESUMABLE_CHANGES if not (cfg.sweep.pruning.milestones and k == "sweep.seeds")]
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in resumable)
         if changed:
             raise XsweepError(f"--resume: the config differs from the one {str(run_dir)!r} was started with, "
                               f"in {', '.join(changed)}", where=str(config_file),
                               fix="resume with the same config and overrides (only "
-                                  f"{', '.join(RESUMABLE_CHANGES)} may change), or use a new storage.name")
+                                  f"{', '.join(resumable)} may change), or use a new storage.name")
 
 
 RESUMABLE_CHANGES = ("sweep.seeds", "data.eval_locales", "sweep.evaluate", "sweep.max_concurrent_trials",
                      "sweep.budget_device_hours")
-"""What `--resume` may change: more seeds run only the new ones, more languages test only the
-selected trials on the new ones; finished trials are reused either way."""
+"""What `--resume` may change: more seeds run only the new ones (not with `sweep.pruning`), more
+languages test only the selected trials on the new ones; finished trials are reused either way."""
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -263,7 +277,7 @@ def _completed(trial_dir: Path) -> bool:
     record = trial_dir / RECORD_FILE
     if not record.exists():
         return False
-    return read_record(record).status in ("completed", "diverged")
+    return read_record(record).status in (*FINISHED, "pruned")
 
 
 def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *, log: Log) -> list[str]:
@@ -295,7 +309,7 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     for spec in specs:
         record_path = Path(spec.trial_dir) / RECORD_FILE
         record = read_record(record_path) if record_path.exists() else None
-        if record is not None and record.status in ("completed", "diverged"):
+        if ended_as_asked(record, spec):
             continue
         failed.append(spec.trial_id)
         if record is not None and record.error:
