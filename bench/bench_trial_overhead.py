@@ -79,7 +79,7 @@ def xsweep_trial(config: dict[str, Any]) -> None:
     from xsweep.sweep.trial import run_trial
 
     with first_step_probe(config["spec"]["trial_id"], config["probe_dir"]):
-        run_trial(config)
+        run_trial({**config, "specs": [config["spec"]]})
 
 
 def baseline_worker(loop_config: dict[str, Any]) -> None:

@@ -178,7 +178,14 @@ class SweepConfig:
     checkpoints (the tables are the same as testing every trial, at a fraction of the cost);
     `all`: every trial tests every language, for analysis. FT trials always test inside the trial."""
     max_concurrent_trials: int | None = None
-    """Upper bound on trials running at once; None lets the resources decide."""
+    """Upper bound on trials running at once (a fused trial counts once); None lets the resources
+    decide."""
+    fuse: int = 1
+    """Trials of one group (same config but learning rate and seed) run as one fused trial, up to
+    this many: one process, one frozen backbone, one batched forward per step, each trial with its
+    own prompt, head, optimiser and early stopping (train/fused.py). For PT/APT with the vanilla
+    head on MASSIVE; other groups run alone. It pays on a GPU, where few-shot batches leave the
+    device idle; on a CPU it costs the same. 1: every trial alone."""
 
 
 @dataclass
@@ -629,6 +636,21 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if s.max_concurrent_trials is not None and s.max_concurrent_trials < 1:
         fail("sweep.max_concurrent_trials", "sweep.max_concurrent_trials must be at least 1",
              "use a positive integer or null")
+    if s.fuse < 1:
+        fail("sweep.fuse", f"sweep.fuse must be at least 1, got {s.fuse}",
+             "use 1 (each trial alone) or the number of trials to fuse, e.g. 4 on a GPU")
+    # A grid that sets the method, head or data may make some groups fusable: those are fused at run time.
+    grid_may_change = any(key.split(".")[0] in ("method", "head", "data") or any(isinstance(v, dict) for v in values)
+                          for key, values in s.grid.items())
+    if s.fuse > 1 and (cfg.method == "ft" or cfg.head.kind != "vanilla" or cfg.data.dataset != "massive") \
+            and not grid_may_change:
+        fail("sweep.fuse", f"sweep.fuse {s.fuse} fuses PT/APT trials with the vanilla head on MASSIVE, but this "
+             f"experiment is {cfg.method} with the {cfg.head.kind} head on {cfg.data.dataset}",
+             "set sweep.fuse: 1")
+    if s.fuse > 1 and s.pruning.milestones:
+        fail("sweep.fuse", "sweep.fuse and sweep.pruning cannot be combined: a fused run keeps no checkpoint, so "
+             "its trials cannot pause at a pruning milestone and go on later",
+             "set sweep.fuse: 1 to prune, or sweep.pruning.milestones: [] to fuse")
     if s.search == "optuna":  # before the grid: a grid value is checked on a config with these settings
         _check_optuna(cfg, fail)
     for key, values in s.grid.items() if check_grid else ():
@@ -657,6 +679,28 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     if s.budget_device_hours is not None and not s.budget_device_hours > 0:
         fail("sweep.budget_device_hours", f"sweep.budget_device_hours must be positive, got {s.budget_device_hours}",
              "give the device-hours the sweep may spend, e.g. 10, or null for no cap")
+
+
+def _check_pruning(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
+    p, o = cfg.sweep.pruning, cfg.optim
+    if not 0 < p.keep < 1:
+        fail("sweep.pruning.keep", f"sweep.pruning.keep must be a fraction in (0, 1), got {p.keep}",
+             "keep e.g. 0.5 (half of a group's learning rates go on at each milestone)")
+    if not p.milestones:
+        return
+    if cfg.sweep.search == "optuna":
+        fail("sweep.pruning", "sweep.pruning compares the learning rates of a grid, but sweep.search is optuna "
+             "(it suggests its points a few at a time)", "set sweep.pruning.milestones: [] or sweep.search: grid")
+    for before, epoch in zip([0, *p.milestones], p.milestones):
+        if epoch <= before:
+            fail("sweep.pruning.milestones", f"sweep.pruning.milestones must be increasing positive epochs, "
+                 f"got {p.milestones}", "list epochs in increasing order, e.g. [10, 50]")
+        if epoch % o.eval_every_epochs:
+            fail("sweep.pruning.milestones", f"milestone {epoch} is not an epoch where English dev is evaluated "
+                 f"(every {o.eval_every_epochs})", f"use multiples of optim.eval_every_epochs ({o.eval_every_epochs})")
+        if epoch >= o.epochs:
+            fail("sweep.pruning.milestones", f"milestone {epoch} is not below optim.epochs ({o.epochs}): the "
+                 "trials would have ended", f"use epochs below {o.epochs}, or remove the milestone")
 
 
 def _check_align_data(cfg: ExperimentConfig, fail: Callable[[str, str, str], None], *, check_grid: bool) -> None:
@@ -703,28 +747,6 @@ def _check_align_data(cfg: ExperimentConfig, fail: Callable[[str, str, str], Non
                  "set the align keys together with method apt in one axis, e.g. "
                  "variant: [{method: pt}, {method: apt, align.data: xsgd}, {method: apt, align.data: tatoeba}]")
         seen[key] = point
-
-
-def _check_pruning(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:
-    p, o = cfg.sweep.pruning, cfg.optim
-    if not 0 < p.keep < 1:
-        fail("sweep.pruning.keep", f"sweep.pruning.keep must be a fraction in (0, 1), got {p.keep}",
-             "keep e.g. 0.5 (half of a group's learning rates go on at each milestone)")
-    if not p.milestones:
-        return
-    if cfg.sweep.search == "optuna":
-        fail("sweep.pruning", "sweep.pruning compares the learning rates of a grid, but sweep.search is optuna "
-             "(it suggests its points a few at a time)", "set sweep.pruning.milestones: [] or sweep.search: grid")
-    for before, epoch in zip([0, *p.milestones], p.milestones):
-        if epoch <= before:
-            fail("sweep.pruning.milestones", f"sweep.pruning.milestones must be increasing positive epochs, "
-                 f"got {p.milestones}", "list epochs in increasing order, e.g. [10, 50]")
-        if epoch % o.eval_every_epochs:
-            fail("sweep.pruning.milestones", f"milestone {epoch} is not an epoch where English dev is evaluated "
-                 f"(every {o.eval_every_epochs})", f"use multiples of optim.eval_every_epochs ({o.eval_every_epochs})")
-        if epoch >= o.epochs:
-            fail("sweep.pruning.milestones", f"milestone {epoch} is not below optim.epochs ({o.epochs}): the "
-                 "trials would have ended", f"use epochs below {o.epochs}, or remove the milestone")
 
 
 def _check_optuna(cfg: ExperimentConfig, fail: Callable[[str, str, str], None]) -> None:

@@ -6,16 +6,20 @@ from typing import Callable
 
 from ray.tune import Callback
 
+from xsweep.sweep.fusion import MEMBER_KEY
+
 
 class ProgressPrinter(Callback):
     def __init__(self, log: Callable[[str], None]):
         self.log = log
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.log(f"  start    {trial.config['spec']['trial_id']}")
+        ids = [spec["trial_id"] for spec in trial.config["specs"]]
+        fused = f" (fused: {len(ids)} trials, one backbone forward per step)" if len(ids) > 1 else ""
+        self.log(f"  start    {', '.join(ids)}{fused}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        name = trial.config["spec"]["trial_id"]
+        name = result.get(MEMBER_KEY) or trial.config["specs"][0]["trial_id"]
         if result.get("status") == "completed":
             metric = result.get("metric", "accuracy")
             tests = result.get("test", {})
@@ -35,4 +39,4 @@ class ProgressPrinter(Callback):
                          f"dev {metric} {dev:.3f} (best so far)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.log(f"  failed   {trial.config['spec']['trial_id']}")
+        self.log(f"  failed   {', '.join(spec['trial_id'] for spec in trial.config['specs'])}")

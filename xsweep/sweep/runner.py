@@ -283,6 +283,7 @@ def _completed(trial_dir: Path) -> bool:
 def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *, log: Log) -> list[str]:
     from ray import tune
 
+    from xsweep.sweep.fusion import fused_chunks, run_name
     from xsweep.sweep.hosting import trial_resources
     from xsweep.sweep.progress import ProgressPrinter
     from xsweep.sweep.trial import TRIAL_MAX_FAILURES, run_trial
@@ -290,20 +291,23 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     # Tune's own console output (a configuration box, its paths under /tmp/ray) would only repeat
     # less clearly what ProgressPrinter says; verbose=0 silences it only with the legacy reporter.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    runs = [[asdict(s) for s in chunk] for chunk in fused_chunks(specs, cfg.sweep.fuse)]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources(cfg.resources)),
-        param_space={"spec": tune.grid_search([asdict(s) for s in specs]), "resources": asdict(cfg.resources)},
+        param_space={"specs": tune.grid_search(runs), "resources": asdict(cfg.resources)},
         # Reused actors keep their loaded backbone: trial 2..N of an actor skip process start and loading.
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials, reuse_actors=True,
-                                    trial_name_creator=lambda t: t.config["spec"]["trial_id"],
-                                    trial_dirname_creator=lambda t: t.config["spec"]["trial_id"]),
+                                    trial_name_creator=lambda t: run_name(t.config["specs"]),
+                                    trial_dirname_creator=lambda t: run_name(t.config["specs"])),
         run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES),
                                   callbacks=[ProgressPrinter(log)]),
     )
     results = tuner.fit()
-    crashed = {result.config["spec"]["trial_id"]: result.error for result in results}
-    reported = {result.config["spec"]["trial_id"]: (result.metrics or {}).get("error") for result in results}
+    # A fused run's error and its last reported error stand for each of its members.
+    crashed = {spec["trial_id"]: result.error for result in results for spec in result.config["specs"]}
+    reported = {spec["trial_id"]: (result.metrics or {}).get("error")
+                for result in results for spec in result.config["specs"]}
     failed = []
     # The trial records say how each trial ended; Ray's result adds the error of a crashed one.
     for spec in specs:

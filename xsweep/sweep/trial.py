@@ -7,6 +7,9 @@ Tune reuses that actor for the next trial (`reuse_actors=True`), and the actor k
 backbone (`sweep.hosting`). Measured by `bench/bench_trial_overhead.py`; figures in
 docs/trials.md. Ray Train stays in use where there is data parallelism: alignment pretraining.
 
+With `sweep.fuse` > 1 a Tune trial runs several trials of one group as one fused run
+(train/fused.py, sweep/fusion.py) and reports each member's results tagged with its trial id.
+
 Failures: a trial whose process dies (killed, out of memory, node lost) is started again by Tune
 in a new actor, up to `TRIAL_MAX_FAILURES` times, and the loop continues from the trial's own
 checkpoint (`train.downstream` writes one at every dev evaluation). A bad input (`XsweepError`)
@@ -24,21 +27,46 @@ TRIAL_MAX_FAILURES = 2
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: run one downstream trial here and report each dev evaluation to Tune.
+    """The Tune trainable: run one downstream trial here, or the members of a fused run (sweep.fuse),
+    and report each dev evaluation to Tune, tagged with the trial it belongs to (`MEMBER_KEY`).
 
-    `config`: {"spec": a `TrialSpec` as a dict, "resources": a `ResourcesConfig` as a dict}.
+    `config`: {"specs": [`TrialSpec` as a dict, ...], "resources": a `ResourcesConfig` as a dict}.
     """
     from ray import tune  # Train V2 refuses `ray.train.report` outside a Ray Train worker
 
     from xsweep.errors import XsweepError
-    from xsweep.sweep.hosting import backbone_loader
+    from xsweep.sweep.fusion import MEMBER_KEY
+    from xsweep.sweep.hosting import backbone_loader, cached_backbone
     from xsweep.train.downstream import TrialSpec, run_downstream
+    from xsweep.train.fused import run_fused
 
-    spec = TrialSpec(**config["spec"])
+    specs = [TrialSpec(**spec) for spec in config["specs"]]
     # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
     torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
+
+    def reporter(trial_id: str):
+        return lambda metrics: tune.report({**metrics, MEMBER_KEY: trial_id})
+
+    # A fused run started again after its process died redoes only its unfinished members (a fused
+    # run keeps no checkpoint: they start from their beginning, train/fused.py).
+    todo = [spec for spec in specs if len(specs) == 1 or not finished(spec)]
     try:
-        run_downstream(spec, report=tune.report, load_backbone=backbone_loader(spec.config["method"]))
+        if len(todo) == 1 and len(specs) == 1:
+            run_downstream(todo[0], report=reporter(todo[0].trial_id),
+                           load_backbone=backbone_loader(todo[0].config["method"]))
+        elif todo:
+            run_fused(todo, [reporter(spec.trial_id) for spec in todo], load_backbone=cached_backbone)
     except XsweepError as exc:
-        # Recorded as failed in record.json by run_downstream; the driver lists it from there.
-        tune.report({"status": "failed", "error": exc.message})
+        # Recorded as failed in record.json by the loop; the driver lists it from there.
+        for spec in todo:
+            tune.report({"status": "failed", "error": exc.message, MEMBER_KEY: spec.trial_id})
+
+
+def finished(spec: Any) -> bool:
+    """Whether the trial's record says it ended (completed or diverged)."""
+    from pathlib import Path
+
+    from xsweep.record import RECORD_FILE, read_record
+
+    path = Path(spec.trial_dir) / RECORD_FILE
+    return path.is_file() and read_record(path).status in ("completed", "diverged")

@@ -1,0 +1,110 @@
+"""`sweep.fuse` in a sweep on Ray: fused runs report per trial and equal the same sweep unfused.
+
+With dropout off, a fused member's record (dev history, best, test scores) equals its trial run
+alone (tests/test_fused.py shows it for `run_fused`); here the runner's chunking, the Tune
+trainable and the per-member reporting are checked end to end: each configuration keeps its own
+record, progress lines and selection, and a resumed sweep runs nothing again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xsweep.config import load_config
+from xsweep.errors import XsweepError
+from xsweep.record import read_records
+from xsweep.report.run import report_run
+from xsweep.sweep.fusion import fused_chunks
+from xsweep.sweep.prepare import prepare_inputs
+from xsweep.sweep.runner import plan_trials, run_sweep
+
+pytestmark = pytest.mark.timeout(240)
+
+EXPERIMENT = """\
+name: {name}
+method: pt
+backbone: {{name: "builtin:micro", dropout: false}}
+data: {{path: demo, max_seq_len: 32, shots: 5, eval_locales: [en-US, de-DE]}}
+prompt: {{kind: layer, length: 4, dropout: 0.0}}
+head: {{kind: vanilla, dropout: 0.0}}
+optim: {{epochs: 4, batch_size: 16, patience: 2}}
+sweep:
+  grid: {{optim.lr: [0.03, 0.001]{grid}}}
+  seeds: [0, 1]
+  fuse: {fuse}
+resources: {{cpus_per_trial: 1}}
+storage: {{root: {root}}}
+"""
+
+
+def experiment(folder: Path, name: str, fuse: int, grid: str = "") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(EXPERIMENT.format(name=name, fuse=fuse, grid=grid, root=folder / "runs"))
+    return path
+
+
+def by_config(run_dir: Path) -> dict[tuple[float, int], object]:
+    return {(r.lr, r.seed): r for r in read_records(run_dir)}
+
+
+def test_a_fused_sweep_reports_each_trial_and_equals_the_unfused_sweep(tmp_path, ray_session):
+    lines: list[str] = []
+    fused_dir, failed = run_sweep(load_config(experiment(tmp_path, "fused", fuse=4)), log=lines.append)
+    assert failed == []
+    alone_dir, failed = run_sweep(load_config(experiment(tmp_path, "alone", fuse=1)), log=lambda _: None)
+    assert failed == []
+
+    starts = [line for line in lines if line.strip().startswith("start")]
+    assert len(starts) == 1 and "fused: 4 trials" in starts[0], lines
+    fused, alone = by_config(fused_dir), by_config(alone_dir)
+    assert fused.keys() == alone.keys() and len(fused) == 4
+    for key, record in fused.items():
+        other = alone[key]
+        assert record.status == other.status == "completed"
+        assert [(p.step, p.epoch) for p in record.dev_history] == [(p.step, p.epoch) for p in other.dev_history]
+        assert [p.score for p in record.dev_history] == pytest.approx([p.score for p in other.dev_history], abs=1e-6)
+        assert record.test_scores.keys() == other.test_scores.keys()
+        for locale, score in record.test_scores.items():
+            assert score == pytest.approx(other.test_scores[locale], abs=1e-6)
+        # Each member has its own progress lines and its fair share of the run's seconds.
+        assert any(record.trial_id in line and "done" in line for line in lines)
+        assert record.train_seconds > 0
+    # The evaluation stage tested the selected learning rate's trials only, in both sweeps.
+    tested = sorted(key for key, r in fused.items() if r.test_scores)
+    assert tested == sorted(key for key, r in alone.items() if r.test_scores) and len(tested) == 2
+    report_run(fused_dir), report_run(alone_dir)
+    assert (fused_dir / "results" / "results.csv").read_text() == (alone_dir / "results" / "results.csv").read_text()
+
+    # Resumed, the fused sweep runs nothing again.
+    again: list[str] = []
+    run_sweep(load_config(experiment(tmp_path, "fused", fuse=4)), resume=True, log=again.append)
+    assert not any(line.strip().startswith("start") for line in again), again
+
+
+def test_fused_runs_hold_one_group_each_in_grid_order(tmp_path):
+    cfg = load_config(experiment(tmp_path, "chunks", fuse=3, grid=", prompt.length: [2, 4]"))
+    specs = plan_trials(cfg, tmp_path / "chunks", prepare_inputs(cfg, log=lambda _: None))
+    chunks = fused_chunks(specs, 3)
+    # 2 groups (prompt length) x 2 lr x 2 seeds, the groups interleaved in grid order: each group's
+    # 4 trials in runs of 3 and 1, each run placed where its first trial is.
+    assert [len(c) for c in chunks] == [3, 3, 1, 1]
+    position = {s.trial_id: i for i, s in enumerate(specs)}
+    for chunk in chunks:
+        assert len({spec.group_key for spec in chunk}) == 1
+        assert [position[s.trial_id] for s in chunk] == sorted(position[s.trial_id] for s in chunk)
+    assert [position[c[0].trial_id] for c in chunks] == sorted(position[c[0].trial_id] for c in chunks)
+    assert sorted(s.trial_id for c in chunks for s in c) == sorted(position)
+    assert [len(c) for c in fused_chunks(specs, 1)] == [1] * 8
+
+
+def test_fuse_is_refused_where_trials_cannot_share_a_forward(tmp_path):
+    path = experiment(tmp_path, "ft", fuse=2)
+    with pytest.raises(XsweepError) as error:
+        load_config(path, ["method=ft", "prompt.kind=none"])
+    assert "sweep.fuse" in str(error.value) and "ft" in str(error.value)
+    with pytest.raises(XsweepError, match="sweep.fuse"):
+        load_config(path, ["sweep.fuse=0"])
+    with pytest.raises(XsweepError, match="sweep.pruning"):
+        load_config(path, ["sweep.pruning.milestones=[2]"])
