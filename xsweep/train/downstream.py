@@ -70,6 +70,10 @@ class TrialSpec:
     group_key: str
     group_name: str
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    test_at_every_evaluation: bool = False
+    """Also test every locale of `eval_locales` at each dev evaluation, into TensorBoard as
+    `test_curve/<locale>/<metric>` (the test score over training, for analysis; and the naive
+    protocol of bench/bench_sweep.py's baseline). The kept best is still tested at the end."""
     stop_after_epoch: int | None = None
     """Pause after the dev evaluation (and checkpoint) at this epoch, untested, with status
     `paused`; run again with a later stop, or None, to continue (sweep.pruning's milestones)."""
@@ -199,6 +203,10 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         losses = []
         improved = record.add_dev(DevPoint(step=step, epoch=epoch, score=dev_score, train_loss=mean_loss))
         writer.scalar(f"dev/{locale}/{metric}", dev_score, step)
+        if spec.test_at_every_evaluation:  # draws no random numbers: training is unchanged
+            for test_locale, score in evaluate_locales(task, model, data_dir, spec.eval_locales, trial_dir,
+                                                       cfg.optim.eval_batch_size, device).items():
+                writer.scalar(f"test_curve/{test_locale}/{metric}", score, step)
         if improved:
             since_best = 0
             best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
