@@ -104,11 +104,15 @@ def test_group_runs_hold_mean_and_std_curves(tmp_path):
 def test_session_end_status_follows_the_record(tmp_path):
     from tensorboard.plugins.hparams import api_pb2
 
-    for name, status in (("ok", "completed"), ("nan", "diverged"), ("live", "running")):
+    for name, status in (("ok", "completed"), ("nan", "diverged"), ("live", "running"), ("cut", "paused"),
+                         ("halt", "stopped")):
         writer = TrialWriter(tmp_path / name)
         writer.hparams(CONFIG, ["best_dev"])
         writer.close(status)
+    with TrialWriter(tmp_path / "cut") as later:  # the runner prunes a paused trial afterwards
+        later.end_session("pruned")
     content = read_plugin_content(tmp_path, "hparams")
     end = {run: hp_metadata.parse_session_end_info_plugin_data(tags[hp_metadata.SESSION_END_INFO_TAG]).status
            for run, tags in content.items() if hp_metadata.SESSION_END_INFO_TAG in tags}
-    assert end == {"ok": api_pb2.STATUS_SUCCESS, "nan": api_pb2.STATUS_FAILURE}
+    assert end == {"ok": api_pb2.STATUS_SUCCESS, "nan": api_pb2.STATUS_FAILURE, "cut": api_pb2.STATUS_UNKNOWN,
+                   "halt": api_pb2.STATUS_UNKNOWN}

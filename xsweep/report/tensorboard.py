@@ -98,6 +98,12 @@ class TrialWriter:
         self._session_open = False
         self._writer.close()
 
+    def end_session(self, status: str) -> None:
+        """End the HParams session an earlier writer of this trial opened (a trial pruned at a
+        milestone is ended by the runner, not by its own loop, which paused)."""
+        self._writer._get_file_writer().add_summary(_session_end_summary(status))
+        self._writer.flush()
+
     def __enter__(self) -> "TrialWriter":
         return self
 
@@ -105,9 +111,9 @@ class TrialWriter:
         self.close()
 
 
-# Record status -> HParams session status (the dashboard colours and filters by it).
-_SESSION_STATUS = {"completed": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE",
-                   "failed": "STATUS_FAILURE", "stopped": "STATUS_ABORTED"}
+# Record status -> HParams session status (the dashboard colours and filters by it). The plugin
+# knows no "aborted": a stopped or pruned trial's session ends as STATUS_UNKNOWN.
+_SESSION_STATUS = {"completed": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE", "failed": "STATUS_FAILURE"}
 
 
 def _session_end_summary(status: str) -> Any:

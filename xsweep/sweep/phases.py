@@ -15,6 +15,7 @@ from typing import Callable
 
 from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE, TrialRecord, read_record, write_record
+from xsweep.report.tensorboard import TrialWriter
 from xsweep.sweep.pruning import FINISHED, Candidate, Decision, plan_pruning, reached
 from xsweep.train.downstream import TrialSpec
 
@@ -81,6 +82,8 @@ def mark_pruned(spec: TrialSpec, epoch: int) -> None:
     record = read_record(Path(spec.trial_dir) / RECORD_FILE)
     record.status, record.pruned_at_epoch = "pruned", epoch
     write_record(record, Path(spec.trial_dir))
+    with TrialWriter(Path(spec.tensorboard_dir)) as writer:  # the dashboard shows it ended, aborted
+        writer.end_session("pruned")
 
 
 def describe_decision(decision: Decision) -> str:
