@@ -67,6 +67,7 @@ def finished(spec: Any) -> bool:
     from pathlib import Path
 
     from xsweep.record import RECORD_FILE, read_record
+    from xsweep.sweep.pruning import FINISHED
 
     path = Path(spec.trial_dir) / RECORD_FILE
-    return path.is_file() and read_record(path).status in ("completed", "diverged")
+    return path.is_file() and read_record(path).status in FINISHED
