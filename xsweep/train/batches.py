@@ -62,6 +62,18 @@ def batch_order(size: int, batch_size: int, shuffle: torch.Generator | None) -> 
         yield order[start : start + batch_size]
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Row indices of evaluation batches, shortest rows first (ties in file order).
+
+    Each batch is padded to its own longest row, so batches of similar lengths pad far less than
+    batches in file order; padding is masked out, so every row's result is the same either way.
+    Callers put results back in file order by these indices.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
 def iter_batches(split: EncodedSplit, batch_size: int, *, shuffle: torch.Generator | None,
                  device: torch.device) -> Iterator[Batch]:
     """Batches in a seeded random order (training) or in file order (evaluation)."""

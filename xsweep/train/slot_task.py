@@ -20,7 +20,7 @@ from xsweep.errors import XsweepError
 from xsweep.metrics import slot_f1, to_bio
 from xsweep.models.prompted import PromptedModel, build_slot_model
 from xsweep.objectives.slots import IGNORE, first_subtoken_labels, slot_loss, word_predictions
-from xsweep.train.batches import Batch, batch_order, pad
+from xsweep.train.batches import Batch, batch_order, length_batches, pad
 from xsweep.train.tasks import METRICS, Evaluation, eval_mode, model_options
 
 
@@ -90,14 +90,15 @@ class SlotTask:
     @torch.no_grad()
     def predict(self, model: PromptedModel, split: SlotSplit, batch_size: int, device: torch.device) -> list[list[str]]:
         """The predicted label of every word of every row (words cut off by truncation: `Other`)."""
-        predicted: list[list[str]] = []
+        predicted: list[list[str]] = [[] for _ in range(len(split))]
         with eval_mode(model):
-            for indices in batch_order(len(split), batch_size, None):
+            lengths = [len(ids) for ids in split.input_ids]
+            for indices in length_batches(lengths, batch_size):  # far less padding than file order
                 batch = self._collate(split, indices, device)
                 logits = model(batch.input_ids, batch.attention_mask).cpu()
                 for row, i in enumerate(indices):
                     best = word_predictions(logits[row], split.word_ids[i], len(split.words[i]), outside=0)
-                    predicted.append([self.slots[label] for label in best])
+                    predicted[i] = [self.slots[label] for label in best]
         return predicted
 
     def evaluate(self, model: PromptedModel, split: SlotSplit, batch_size: int, device: torch.device) -> Evaluation:

@@ -34,7 +34,7 @@ from xsweep.data.massive import OTHER, MassiveExample, intent_labels, read_massi
 from xsweep.errors import XsweepError
 from xsweep.models.prompted import PromptedModel, build_intent_model
 from xsweep.objectives.nli import intent_hypothesis
-from xsweep.train.batches import Batch, EncodedSplit, encode_split, iter_batches
+from xsweep.train.batches import Batch, EncodedSplit, collate, encode_split, iter_batches, length_batches
 
 
 METRICS = {"vanilla": "accuracy", "nli": "accuracy", "slot": "f1"}
@@ -178,9 +178,12 @@ class IntentTask:
 
     @torch.no_grad()
     def evaluate(self, model: PromptedModel, split: IntentSplit, batch_size: int, device: torch.device) -> Evaluation:
+        predicted = torch.empty(len(split), dtype=torch.long)
         with eval_mode(model):
-            predicted = torch.cat([model(b.input_ids, b.attention_mask).argmax(-1).cpu() for b in
-                                   iter_batches(split.encoded, batch_size, shuffle=None, device=device)])
+            lengths = [len(ids) for ids in split.encoded.input_ids]
+            for indices in length_batches(lengths, batch_size):  # far less padding than file order
+                batch = collate(split.encoded, indices, device)
+                predicted[indices] = model(batch.input_ids, batch.attention_mask).argmax(-1).cpu()
         score = accuracy(predicted, split.encoded.labels)
         rows = [{"id": row.id, "utt": row.utt, "gold": row.intent, "predicted": self.intents[p]}
                 for row, p in zip(split.rows, predicted.tolist())]
