@@ -24,7 +24,7 @@ from xsweep.data.encode import NliPairs as TokenizedPairs
 from xsweep.data.massive import MassiveExample
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import entailment_probability, nli_loss, nli_pairs, nli_predict
-from xsweep.train.batches import Batch, batch_order, pad
+from xsweep.train.batches import Batch, batch_order, length_batches, pad
 from xsweep.train.tasks import METRICS, Evaluation, accuracy, eval_mode, model_options
 
 
@@ -83,11 +83,9 @@ class NliTask:
         Pairs go through in order of length, so a batch is padded to its own longest pair rather
         than to the longest utterance among several (padding changes no real token's state)."""
         lengths = split.pairs.lengths()
-        by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
         probs = torch.empty(len(lengths))
         with eval_mode(model):
-            for start in range(0, len(by_length), batch_size):
-                indices = by_length[start:start + batch_size]
+            for indices in length_batches(lengths, batch_size):
                 probs[indices] = entailment_probability(model(*self._collate(split, indices, device))).float().cpu()
         return probs.view(len(split), len(self.intents))
 
