@@ -31,6 +31,15 @@ NAMED_ALIGN_DATA = ("demo", "xsgd", "tatoeba")
 """`align.data` values that name parallel data xsweep finds itself."""
 HeadKind = Literal["vanilla", "nli", "slot"]
 Method = Literal["ft", "pt", "apt"]
+
+
+def can_fuse(method: str, head_kind: str, dataset: str) -> bool:
+    """Whether trials of this setup can share one backbone forward (`sweep.fuse`, train/fused.py):
+    a frozen backbone (pt, apt) and the vanilla intent head on MASSIVE. `train.fused.check_fusable`
+    refuses the rest, saying which part fails."""
+    return method in ("pt", "apt") and head_kind == "vanilla" and dataset == "massive"
+
+
 PromptKind = Literal["input", "layer", "none"]
 
 
@@ -642,8 +651,7 @@ def _check_combinations(cfg: ExperimentConfig, source: str, lines: dict[str, int
     # A grid that sets the method, head or data may make some groups fusable: those are fused at run time.
     grid_may_change = any(key.split(".")[0] in ("method", "head", "data") or any(isinstance(v, dict) for v in values)
                           for key, values in s.grid.items())
-    if s.fuse > 1 and (cfg.method == "ft" or cfg.head.kind != "vanilla" or cfg.data.dataset != "massive") \
-            and not grid_may_change:
+    if s.fuse > 1 and not can_fuse(cfg.method, cfg.head.kind, cfg.data.dataset) and not grid_may_change:
         fail("sweep.fuse", f"sweep.fuse {s.fuse} fuses PT/APT trials with the vanilla head on MASSIVE, but this "
              f"experiment is {cfg.method} with the {cfg.head.kind} head on {cfg.data.dataset}",
              "set sweep.fuse: 1")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xsweep.config import can_fuse
 from xsweep.train.downstream import TrialSpec
 
 MEMBER_KEY = "xsweep_trial"
@@ -21,10 +22,9 @@ Tune trial, which for a fused run holds several of ours)."""
 
 
 def fusable(spec: TrialSpec) -> bool:
-    """Whether `spec` may share a forward with its group (train/fused.check_fusable's rule)."""
+    """Whether `spec` may share a forward with its group."""
     cfg = spec.config
-    return (cfg["method"] in ("pt", "apt") and cfg["head"]["kind"] == "vanilla"
-            and cfg["data"]["dataset"] == "massive")
+    return can_fuse(cfg["method"], cfg["head"]["kind"], cfg["data"]["dataset"])
 
 
 def fused_chunks(specs: list[TrialSpec], fuse: int) -> list[list[TrialSpec]]:
