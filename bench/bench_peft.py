@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -36,24 +35,10 @@ LENGTH = 16
 
 
 def peft_loop(model, batches, steps: int, warmup: int):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    from bench.bench_step import timed_steps
 
-    def run() -> float:
-        model.train()
-        examples, start = 0, None
-        for step in range(warmup + steps):
-            if step == warmup:
-                examples, start = 0, time.perf_counter()
-            ids, mask, labels = batches[step % len(batches)]
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss.item()
-            examples += len(labels)
-        return examples / (time.perf_counter() - start)
-
-    return run
+    return timed_steps(model, batches, steps, warmup,
+                       lambda ids, mask, labels: model(input_ids=ids, attention_mask=mask, labels=labels).loss)
 
 
 def peft_model(path: str, num_labels: int, kind: str):

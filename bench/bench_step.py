@@ -163,8 +163,10 @@ class BareModel(torch.nn.Module):
         return self.out(self.drop(torch.tanh(self.dense(self.drop(hidden[:, 0])))))
 
 
-def bare_loop(model: BareModel, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int,
-              warmup: int):
+def timed_steps(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                steps: int, warmup: int, loss_of):
+    """A function timing `steps` AdamW steps of `loss_of(ids, mask, labels)` over `batches` (cycled),
+    after `warmup` untimed ones; returns examples/s. The baselines' loop (bare torch, PEFT)."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
 
     def run() -> float:
@@ -174,7 +176,7 @@ def bare_loop(model: BareModel, batches: list[tuple[torch.Tensor, torch.Tensor, 
             if step == warmup:
                 examples, start = 0, time.perf_counter()
             ids, mask, labels = batches[step % len(batches)]
-            loss = torch.nn.functional.cross_entropy(model(ids, mask), labels)
+            loss = loss_of(ids, mask, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -182,6 +184,12 @@ def bare_loop(model: BareModel, batches: list[tuple[torch.Tensor, torch.Tensor, 
         return examples / (time.perf_counter() - start)
 
     return run
+
+
+def bare_loop(model: BareModel, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int,
+              warmup: int):
+    return timed_steps(model, batches, steps, warmup,
+                       lambda ids, mask, labels: torch.nn.functional.cross_entropy(model(ids, mask), labels))
 
 
 def training_flops_per_example(path: str, mean_tokens: float, prompt_length: int) -> float | None:
