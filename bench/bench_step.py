@@ -99,12 +99,12 @@ def best_rate(run, repeats: int) -> float:
 
 def xsweep_loop(task, model, split, batch_size: int, steps: int, warmup: int):
     """A function timing `steps` steps of the downstream loop's body; returns examples/s."""
-    from xsweep.train.downstream import _linear_warmup_decay
+    from xsweep.train.schedule import linear_warmup_decay
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
     total = math.ceil(len(split) / batch_size) * 1000
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup_decay(total, total // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total, total // 10))
     device = torch.device("cpu")
 
     def run() -> float:

@@ -87,7 +87,8 @@ def baseline_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from xsweep.train.downstream import TrialSpec, run_downstream
+    from xsweep.train.downstream import run_downstream
+    from xsweep.train.spec import TrialSpec
 
     torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
     with first_step_probe(loop_config["spec"]["trial_id"], loop_config["probe_dir"]):

@@ -28,7 +28,8 @@ from xsweep.record import read_record
 from xsweep.report.tensorboard import read_scalars
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials
-from xsweep.train.downstream import CHECKPOINT_FILE, TrialSpec, run_downstream
+from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream
+from xsweep.train.spec import TrialSpec
 from xsweep.train.evaluate import evaluate_saved_trial
 from xsweep.train.tasks import make_task, model_options, task_labels
 

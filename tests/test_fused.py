@@ -23,7 +23,8 @@ from xsweep.errors import XsweepError
 from xsweep.record import read_record
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials
-from xsweep.train.downstream import TrialSpec, run_downstream
+from xsweep.train.downstream import run_downstream
+from xsweep.train.spec import TrialSpec
 from xsweep.train.evaluate import evaluate_saved_trial
 from xsweep.train.fused import run_fused
 

@@ -22,7 +22,8 @@ from xsweep.report.select import summarise
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.pruning import Candidate, kept_count, plan_pruning
 from xsweep.sweep.runner import _check_existing_run, plan_trials
-from xsweep.train.downstream import CHECKPOINT_FILE, TrialSpec, run_downstream
+from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream
+from xsweep.train.spec import TrialSpec
 
 # --- the decision: a pure function of the records ----------------------------------------------------
 

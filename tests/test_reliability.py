@@ -29,7 +29,8 @@ from xsweep.report.run import report_run
 from xsweep.report.select import summarise
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials
-from xsweep.train.downstream import CHECKPOINT_FILE, TrialSpec, run_downstream
+from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream
+from xsweep.train.spec import TrialSpec
 
 pytestmark = pytest.mark.timeout(120)
 

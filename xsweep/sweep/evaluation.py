@@ -19,7 +19,7 @@ from typing import Callable
 from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE, read_record
 from xsweep.report.select import summarise
-from xsweep.train.downstream import TrialSpec
+from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from xsweep.config import can_fuse
-from xsweep.train.downstream import TrialSpec
+from xsweep.train.spec import TrialSpec
 
 MEMBER_KEY = "xsweep_trial"
 """Key of a reported result that names the trial it belongs to (Tune's own `trial_id` names the

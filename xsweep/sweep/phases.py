@@ -17,7 +17,7 @@ from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE, TrialRecord, read_record, write_record
 from xsweep.report.tensorboard import TrialWriter
 from xsweep.sweep.pruning import FINISHED, Candidate, Decision, plan_pruning, reached
-from xsweep.train.downstream import TrialSpec
+from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]
 RunBatch = Callable[[list[TrialSpec]], list[str]]

@@ -28,7 +28,7 @@ from xsweep.sweep.pruning import FINISHED
 from xsweep.sweep.search import run_optuna
 from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
                                  run_align_stages, stage_shapes, trial_overrides)
-from xsweep.train.downstream import TrialSpec
+from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]
 

@@ -37,7 +37,8 @@ def run_trial(config: dict[str, Any]) -> None:
     from xsweep.errors import XsweepError
     from xsweep.sweep.fusion import MEMBER_KEY
     from xsweep.sweep.hosting import backbone_loader, cached_backbone
-    from xsweep.train.downstream import TrialSpec, run_downstream
+    from xsweep.train.downstream import run_downstream
+    from xsweep.train.spec import TrialSpec
     from xsweep.train.fused import run_fused
 
     specs = [TrialSpec(**spec) for spec in config["specs"]]

@@ -26,7 +26,6 @@ import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,48 +34,19 @@ import torch
 
 from xsweep.atomic import atomic_path, write_json
 from xsweep.config import ExperimentConfig, from_dict
-from xsweep.data.massive import MassiveExample
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.report.tensorboard import TrialWriter
-from xsweep.train.batches import EncodedSplit
+from xsweep.train import rng
 from xsweep.train.evaluate import evaluate_locales, trial_device
+from xsweep.train.schedule import linear_warmup_decay
+from xsweep.train.spec import Reporter, TrialSpec
 from xsweep.train.tasks import METRICS, make_task, read_examples, sample_training, task_labels
 
-Reporter = Callable[[dict[str, Any]], None]
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class TrialSpec:
-    """Everything a worker needs to run one trial; plain data, so it crosses process boundaries."""
-
-    trial_id: str
-    trial_dir: str
-    """Folder of this trial's record, sampled ids, label map and best checkpoint."""
-    tensorboard_dir: str
-    """Folder of this trial's TensorBoard event files."""
-    config: dict[str, Any]
-    """The trial's resolved experiment config (lr and seed set)."""
-    backbone_path: str
-    """Local directory of the backbone (built-in models are built before the sweep starts)."""
-    data_dir: str
-    """Local data folder: MASSIVE `<locale>.jsonl` files, or SGD's `train/ dev/ test/` (data.dataset)."""
-    eval_locales: list[str]
-    """Locales evaluated on test with the best checkpoint; empty: English dev only, no test."""
-    group_key: str
-    group_name: str
-    extra_meta: dict[str, Any] = field(default_factory=dict)
-    test_at_every_evaluation: bool = False
-    """Also test every locale of `eval_locales` at each dev evaluation, into TensorBoard as
-    `test_curve/<locale>/<metric>` (the test score over training, for analysis; and the naive
-    protocol of bench/bench_sweep.py's baseline). The kept best is still tested at the end."""
-    stop_after_epoch: int | None = None
-    """Pause after the dev evaluation (and checkpoint) at this epoch, untested, with status
-    `paused`; run again with a later stop, or None, to continue (sweep.pruning's milestones)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -164,7 +134,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     steps_per_epoch = math.ceil(len(train_split) / cfg.optim.batch_size)
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
+        optimizer, linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
     writer.hparams(spec.config, [f"dev/{locale}/{metric}", "best_dev",
                                  *(f"test/{loc}/{metric}" for loc in spec.eval_locales)])
 
@@ -269,7 +239,7 @@ def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[st
         "best": None if best_state is None else {k: v.detach().cpu() for k, v in best_state.items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(order),
+        "rng": rng.capture({"order": order}),
         "record": json.dumps(snapshot),
     }
     with atomic_path(path) as tmp:
@@ -315,41 +285,8 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.opt
         setattr(record, name, getattr(saved, name))
     record.resumed_at.append(state["step"])
     clock.before = saved.train_seconds
-    _set_rng_state(state["rng"], order)
+    rng.restore(state["rng"], {"order": order})
     return state["epoch"], state["step"], state["since_best"], best
 
 
-def _rng_state(order: torch.Generator) -> dict[str, Any]:
-    """Every generator the loop draws from: data order, dropout (torch), and Python's and NumPy's."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "order": order.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": [version, list(internal), gauss],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached": cached},
-    }
-
-
-def _set_rng_state(rng: dict[str, Any], order: torch.Generator) -> None:
-    order.set_state(rng["order"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = rng["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-
-
-def _linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-    return factor
-
-
-__all__ = ["TrialSpec", "run_downstream", "seed_everything", "EncodedSplit", "MassiveExample"]
+__all__ = ["run_downstream", "seed_everything", "training_config", "CHECKPOINT_FILE"]

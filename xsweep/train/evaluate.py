@@ -20,11 +20,11 @@ from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.record import RECORD_FILE, read_record, write_record
+from xsweep.train.spec import TrialSpec
 from xsweep.train.tasks import Task, make_task, read_examples
 
 if TYPE_CHECKING:
     from xsweep.models.prompted import PromptedModel
-    from xsweep.train.downstream import TrialSpec
 
 
 def trial_device(cfg: ExperimentConfig) -> torch.device:

@@ -50,7 +50,9 @@ from xsweep.models.prompts import InputPrompt, LayerPrompt, encode_plain, positi
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.report.tensorboard import TrialWriter
 from xsweep.train.batches import batch_order, pad
-from xsweep.train.downstream import Reporter, TrialSpec, _linear_warmup_decay, seed_everything
+from xsweep.train.downstream import seed_everything
+from xsweep.train.schedule import linear_warmup_decay
+from xsweep.train.spec import Reporter, TrialSpec
 from xsweep.train.evaluate import evaluate_locales, trial_device
 from xsweep.train.tasks import METRICS, IntentSplit, IntentTask, make_task, read_examples, sample_training, \
     task_labels
@@ -172,7 +174,7 @@ def _build_member(spec: TrialSpec, cfg: ExperimentConfig, report: Reporter, enco
     train_split = task.encode(train_rows)
     total_steps = math.ceil(len(train_split) / cfg.optim.batch_size) * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
+        optimizer, linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
     writer = TrialWriter(Path(spec.tensorboard_dir))
     writer.hparams(spec.config, [f"dev/{locale}/{task.metric}", "best_dev",
                                  *(f"test/{loc}/{task.metric}" for loc in spec.eval_locales)])
