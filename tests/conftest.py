@@ -39,3 +39,34 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+SILENT_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
+_UNSET = object()
+
+
+@pytest.fixture
+def silent_host(monkeypatch):
+    """A host that never answers a TCP connect (a firewall dropping SYNs), modelled in process.
+
+    Every connect to it is recorded in `.probes` as ((host, port), timeout). One with a finite
+    timeout gets the TimeoutError the OS raises when that timeout runs out; one without a timeout
+    would wait forever, so it fails the test. Connects to any other host go through unchanged.
+    """
+    import socket
+    from types import SimpleNamespace
+
+    real = socket.create_connection
+    probes: list[tuple[tuple[str, int], float | None]] = []
+
+    def connect(address, timeout=_UNSET, *args, **kwargs):
+        if address[0] != SILENT_HOST:
+            return real(address, *(() if timeout is _UNSET else (timeout,)), *args, **kwargs)
+        effective = socket.getdefaulttimeout() if timeout is _UNSET else timeout
+        probes.append((tuple(address), effective))
+        if effective is None:
+            pytest.fail(f"connect to {address} without a timeout: it would wait forever on a silent host")
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return SimpleNamespace(host=SILENT_HOST, probes=probes)

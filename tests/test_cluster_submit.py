@@ -247,13 +247,29 @@ def test_submit_runs_a_sweep_on_a_two_node_cluster(tmp_path):
         cluster.stop()
 
 
-def test_submit_to_an_unreachable_address_fails_in_seconds(capsys):
-    address = f"http://127.0.0.1:{_closed_port()}"
-    started = time.monotonic()
+def test_submit_to_an_unreachable_address_fails_in_seconds(capsys, monkeypatch, silent_host):
+    """A job server that never answers is probed once with a bounded connect timeout, and refused
+    before Ray's job client is built (its HTTP calls retry for much longer)."""
+    from xsweep.sweep import submit
+
+    def job_client_class():
+        raise AssertionError("the job client was built for an address the probe could not reach")
+
+    monkeypatch.setattr(submit, "_job_client_class", job_client_class)
+    address = f"http://{silent_host.host}:8265"
     assert main(["submit", QUICKSTART, "storage.root=/tmp/xsweep-runs", "--address", address]) == 2
-    assert time.monotonic() - started < 10
     err = capsys.readouterr().err
-    assert "cannot reach" in err and address in err and "--address" in err and "8265" in err
+    assert "cannot reach" in err and address in err and "timed out" in err and "--address" in err, err
+    assert "8265" in err and "Traceback" not in err
+    (probed, timeout), = silent_host.probes
+    assert probed == (silent_host.host, 8265)
+    assert timeout is not None and 0 < timeout <= 10, f"connect timeout {timeout!r} s is not a bound of seconds"
+
+    # A port that refuses at once: the same error, with the OS's reason.
+    refused = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["submit", QUICKSTART, "storage.root=/tmp/xsweep-runs", "--address", refused]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and refused in err and "refused" in err, err
 
 
 @pytest.mark.parametrize("address, expected", [
