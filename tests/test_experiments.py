@@ -1,0 +1,140 @@
+"""Every shipped experiment plans, as `xsweep run FILE --dry-run` plans it, to the trials and
+alignment runs README.md's table of the paper's experiments promises, and each planned trial is
+whole: a learning rate from the grid, a seed, every seed of its group, its stage's prompt.
+
+Planning reads neither data nor backbone: the paper's experiments plan without MASSIVE, SGD,
+XSGD or XLM-R on disk (the dry run projects MASSIVE from its published sizes and skips SGD's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from xsweep.cli import EXPERIMENTS_DIR, main
+from xsweep.config import load_config
+from xsweep.paths import REPO_ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+SHIPPED = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
+NOT_IN_README_TABLE = {"quickstart.yaml": (4, 0)}
+"""Experiments outside the paper's table: (trials, alignment runs). The quickstart's header says
+"2 learning rates x 2 seeds"; it has no alignment stage."""
+
+
+def readme_table() -> dict[str, tuple[int, int]]:
+    """README.md "The paper's experiments": file -> (trials, alignment runs), from its Trials column
+    (`315 + 1 alignment`, `280 + 4 alignments`, `4 alignments`)."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## The paper's experiments", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        row = re.match(r"^\| `([\w.]+\.yaml)` \|.*\| ([^|]+) \|$", line)
+        if row:
+            cell = re.fullmatch(r"(?:(\d+)(?: \+ )?)?(?:(\d+) alignments?)?", row.group(2).strip())
+            assert cell and any(cell.groups()), f"README row for {row.group(1)}: cannot read {row.group(2)!r}"
+            table[row.group(1)] = (int(cell.group(1) or 0), int(cell.group(2) or 0))
+    return table
+
+
+def test_the_readme_table_lists_every_shipped_experiment():
+    table = readme_table()
+    assert len(table) >= 8, table
+    assert set(table) | set(NOT_IN_README_TABLE) == {p.name for p in SHIPPED}
+    assert not set(table) & set(NOT_IN_README_TABLE)
+
+
+def dry_run(path: Path, root: Path, capsys, monkeypatch) -> str:
+    """`xsweep run FILE --dry-run`, in process, with anything that would run the sweep a failure."""
+    import xsweep.sweep.runner as runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--dry-run must not run the sweep or start Ray")
+
+    monkeypatch.setattr(runner, "run_sweep", refuse)
+    monkeypatch.setattr(runner, "start_ray", refuse)
+    assert main(["run", str(path), f"storage.root={root}", "--dry-run"]) == 0
+    return capsys.readouterr().out
+
+
+def plan(path: Path, root: Path):
+    """The trials `xsweep run` would start, planned by the runner's own `plan_trials` from the
+    dry run's stages. An alignment run's folder is only known once its data and backbone are on
+    disk (its digest), so each stage here stands for one with a folder of its own."""
+    from xsweep.sweep.prepare import PreparedInputs
+    from xsweep.sweep.runner import plan_trials, run_dir_of
+    from xsweep.sweep.stages import needed_stages
+
+    cfg = load_config(path, [f"storage.root={root}"])
+    stages = needed_stages(cfg)
+    for index, stage in enumerate(stages):
+        stage.spec = SimpleNamespace(output_dir=str(root / "stages" / f"stage{index}"))
+    if not cfg.sweep.downstream:
+        return cfg, stages, []
+    inputs = PreparedInputs(data_dir=root / "data", eval_locales=["en-US"], backbone_path=cfg.backbone.name,
+                            data_files=[])
+    return cfg, stages, plan_trials(cfg, run_dir_of(cfg), inputs, stages)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsys, monkeypatch):
+    trials, alignments = {**readme_table(), **NOT_IN_README_TABLE}[path.name]
+    out = dry_run(path, tmp_path, capsys, monkeypatch)
+    assert list(tmp_path.iterdir()) == [], "a dry run wrote into storage.root"
+
+    # What the dry run prints: the trial count, and one line per alignment run.
+    head = out.splitlines()[0]
+    if trials:
+        counted = re.match(r"experiment \w+: (\d+) grid points x (\d+) seeds = (\d+) trials; (\d) stage", head)
+        assert counted, head
+        points, seeds, total, stage_count = map(int, counted.groups())
+        assert points * seeds == total == trials, head
+        assert stage_count == (2 if alignments else 1), head
+    else:
+        assert "the alignment stage only" in head, head
+    runs = re.search(r"^stage 1: (\d+) alignment run\(s\)", out, re.MULTILINE)
+    assert (int(runs.group(1)) if runs else 0) == alignments, out
+    printed_stage_trials = [int(n) for n in re.findall(r"^  .*: (\d+) APT trials start from it$", out, re.MULTILINE)]
+    assert len(printed_stage_trials) == alignments, out
+
+    # The trials themselves, as the runner plans them.
+    cfg, stages, specs = plan(path, tmp_path)
+    assert len(stages) == alignments
+    assert len(specs) == trials
+    if not trials:
+        return
+    assert len({s.trial_id for s in specs}) == trials and len({s.trial_dir for s in specs}) == trials
+    grid_lrs = cfg.sweep.grid.get("optim.lr")
+    seeds_of: dict[tuple[str, float], list[int]] = defaultdict(list)
+    for spec in specs:
+        lr, seed = spec.config["optim"]["lr"], spec.config["seed"]
+        assert isinstance(lr, float) and lr > 0, spec.trial_id
+        assert lr in (grid_lrs or [cfg.optim.lr]), (spec.trial_id, lr)
+        assert seed in cfg.sweep.seeds, spec.trial_id
+        assert spec.config["sweep"]["grid"] == {}, "a trial's config is one grid point"
+        seeds_of[(spec.group_key, lr)].append(seed)
+    for (group, lr), seeds in seeds_of.items():
+        assert sorted(seeds) == sorted(cfg.sweep.seeds), f"group {group} lr {lr}: seeds {seeds}"
+    if grid_lrs:  # every group sweeps the whole learning-rate axis
+        lrs_of = defaultdict(set)
+        for group, lr in seeds_of:
+            lrs_of[group].add(lr)
+        assert all(lrs == set(grid_lrs) for lrs in lrs_of.values()), lrs_of
+
+    # APT trials start from their stage's prompt, as many as the dry run said; no other trial does.
+    started = Counter(s.config["prompt"]["init_from"] for s in specs if s.config["method"] == "apt")
+    assert started == Counter({str(stage.output_dir): n for stage, n in zip(stages, printed_stage_trials)})
+    assert all(s.config["prompt"]["init_from"] is None for s in specs if s.config["method"] != "apt")
+
+    # The cost projection counts the same trials, by method (SGD and the demo data are not projected).
+    by_method = re.search(r"^  trials: ([\d,]+) \(([^)]*)\)", out, re.MULTILINE)
+    if cfg.data.path == "massive":
+        assert by_method, out
+        assert int(by_method.group(1).replace(",", "")) == trials
+        methods = Counter(s.config["method"] for s in specs)
+        assert by_method.group(2) == ", ".join(f"{m} {n:,}" for m, n in methods.items())
