@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     from xsweep.paths import REPO_ROOT
     from xsweep.report.run import report_run
     from xsweep.sweep.prepare import prepare_inputs
-    from xsweep.sweep.runner import plan_trials, run_sweep, start_ray
+    from xsweep.sweep.ray_session import start_ray
+    from xsweep.sweep.runner import plan_trials, run_sweep
 
     with tempfile.TemporaryDirectory(prefix="xsweep-bench-sweep-") as tmp:
         root = Path(tmp)

@@ -57,7 +57,7 @@ def first_step_probe(trial_id: str, probe_dir: str):
     The loop logs `train/loss` after every optimiser step (`TrialWriter.scalar`); its first call
     marks the end of the first training step, whatever the loop's internals are called.
     """
-    from xsweep.report.tensorboard import TrialWriter
+    from xsweep.trial_log import TrialWriter
 
     original, seen = TrialWriter.scalar, []
 
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from xsweep.config import load_config
     from xsweep.sweep.prepare import prepare_inputs
-    from xsweep.sweep.runner import plan_trials, start_ray
+    from xsweep.sweep.ray_session import start_ray
+    from xsweep.sweep.runner import plan_trials
 
     lrs = ", ".join(f"{0.01 * (i + 1):.2f}" for i in range(args.trials))
     result: dict[str, Any] = {"trials": args.trials, "backbone": args.backbone, "xsweep_first": args.xsweep_first}

@@ -21,7 +21,7 @@ def ray_session():
     """One local Ray for the whole test session (starting Ray costs seconds)."""
     import ray
 
-    from xsweep.sweep.runner import start_ray
+    from xsweep.sweep.ray_session import start_ray
 
     start_ray()
     yield ray

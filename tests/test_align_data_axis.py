@@ -17,7 +17,7 @@ from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT
 from xsweep.record import DevPoint, TrialRecord
 from xsweep.report.paper import methods_table
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 from xsweep.report.tables import column_title
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, resolve_backbone
 from xsweep.sweep.runner import plan_trials

@@ -9,7 +9,9 @@ import pytest
 from safetensors.torch import load_file
 
 from test_align import bare_backbone, demo, one_thread, tiny_backbone, xsgd_spec  # noqa: F401 (fixtures)
-from xsweep.train.align import align_on_ray, ray_run_name, tensor_digest
+from xsweep.sweep import align_ray
+from xsweep.sweep.align_ray import align_on_ray, ray_run_name
+from xsweep.train.align import tensor_digest
 
 
 @pytest.mark.timeout(240)
@@ -18,8 +20,8 @@ def test_two_ddp_workers_train_different_shards_recover_and_hold_the_saved_promp
     """Rank 0 fails once after epoch 1; Ray restarts both workers, which resume from that checkpoint."""
     spec = xsgd_spec(bare_backbone, tmp_path / "aligned", demo, epochs=2, batch_size=16)
     storage = tmp_path / "ray"
-    result = align_on_ray(spec, num_workers=2, cpus_per_worker=0.5, storage_path=storage, max_failures=1,
-                          fail_once_after_epoch=1)
+    result = align_ray._fit_on_ray(spec, num_workers=2, cpus_per_worker=0.5, storage_path=storage, max_failures=1,
+                                   fail_once_after_epoch=1)
 
     assert result.world_size == 2 and result.resumed_from_epoch == 1 and len(result.epochs) == 2
     for epoch in result.epochs:

@@ -18,7 +18,7 @@ from xsweep.cli import main
 from xsweep.config import dump_yaml, load_config
 from xsweep.errors import XsweepError
 from xsweep.record import DevPoint, TrialRecord, read_record, read_records
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.pruning import Candidate, kept_count, plan_pruning
 from xsweep.sweep.runner import _check_existing_run, plan_trials

@@ -26,7 +26,7 @@ from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT
 from xsweep.record import TrialRecord, read_record, read_records, write_record
 from xsweep.report.run import report_run
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials
 from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream

@@ -22,7 +22,7 @@ import torch
 from xsweep.config import load_config
 from xsweep.paths import REPO_ROOT
 from xsweep.record import read_record, read_records
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials
 from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream

@@ -12,7 +12,7 @@ from xsweep.record import DevPoint, TrialRecord
 from xsweep.report.compare import compare_runs, comparison_table, write_comparison
 from xsweep.report.paper import language_table, methods_table, paper_tables, prompt_length_table, write_paper_tables
 from xsweep.report.render import latex_escape, to_csv, to_latex, to_markdown
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 
 LOCALES = ("en-US", "de-DE", "ja-JP", "ko-KR", "zh-CN")
 

@@ -10,7 +10,7 @@ import pytest
 from test_report_paper import group, paper_sweep
 from xsweep.errors import XsweepError
 from xsweep.report.plots import plot_language_bars, plot_vs_prompt_length, plot_vs_shots, write_plots
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,8 @@ import pytest
 from test_report_paper import group
 from xsweep.record import write_record
 from xsweep.report.run import report_run
-from xsweep.report.tensorboard import TrialWriter, read_scalars, start_tensorboard
+from xsweep.report.tensorboard import read_scalars, start_tensorboard
+from xsweep.trial_log import TrialWriter
 
 # Loopback requests must not go through a proxy from the environment.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

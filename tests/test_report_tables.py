@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from test_report_select import make, scores, tie_sweep
-from xsweep.report.select import summarise
+from test_selection import make, scores, tie_sweep
+from xsweep.selection import summarise
 from xsweep.report.tables import format_table_markdown, write_tables
 
 

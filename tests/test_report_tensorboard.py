@@ -9,11 +9,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from test_report_select import tie_sweep
+from test_selection import tie_sweep
 from xsweep.record import DevPoint
-from xsweep.report.select import summarise
-from xsweep.report.tensorboard import (TrialWriter, flatten_config, read_plugin_content, read_scalars,
-                                       write_group_summaries)
+from xsweep.selection import summarise
+from xsweep.report.tensorboard import read_plugin_content, read_scalars, write_group_summaries
+from xsweep.trial_log import TrialWriter, flatten_config
 
 CONFIG = {
     "name": "quick", "method": "pt", "seed": 3,

@@ -8,7 +8,7 @@ import pytest
 
 from xsweep.errors import XsweepError
 from xsweep.record import DevPoint, TrialRecord
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 
 
 def make(lr: float, seed: int, dev: float | None, test: dict[str, float] | None = None, *,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xsweep.report.select import GroupSummary
+from xsweep.selection import GroupSummary
 
 # Attribute -> (where in the resolved config). Order is the order labels are composed in.
 ATTRIBUTES = ("dataset", "classifier", "method", "alignment", "prompt", "length", "shots", "backbone")

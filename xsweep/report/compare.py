@@ -14,7 +14,7 @@ from xsweep.atomic import write_text
 from xsweep.errors import XsweepError
 from xsweep.record import read_records
 from xsweep.report.render import Cell, Row, Section, Table, to_csv, to_latex, to_markdown
-from xsweep.report.select import GroupSummary, summarise
+from xsweep.selection import GroupSummary, summarise
 from xsweep.report.tables import AVG_ROW, avg_cell, language_cell, pct, row_locales
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from xsweep.atomic import write_text
 from xsweep.report.attrs import describe, group_attrs, label, short_locale, sort_key, varying
 from xsweep.report.render import Row, Section, Table, to_csv, to_latex, to_markdown
-from xsweep.report.select import GroupSummary
+from xsweep.selection import GroupSummary
 from xsweep.report.tables import AVG_ROW, avg_cell, language_cell, row_locales
 
 # The languages of the paper's main tables, after the training locale.

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from xsweep.atomic import atomic_path  # noqa: E402
 from xsweep.errors import XsweepError  # noqa: E402
 from xsweep.report.attrs import describe, group_attrs, label, sort_key, varying  # noqa: E402
-from xsweep.report.select import GroupSummary  # noqa: E402
+from xsweep.selection import GroupSummary  # noqa: E402
 from xsweep.report.tables import AVG_ROW, row_locales  # noqa: E402
 
 

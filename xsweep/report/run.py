@@ -11,8 +11,8 @@ from xsweep.errors import XsweepError
 from xsweep.record import read_records
 from xsweep.report.paper import write_paper_tables
 from xsweep.report.plots import write_plots
-from xsweep.report.select import summarise
-from xsweep.report.spent import spent_table
+from xsweep.selection import summarise
+from xsweep.sweep.spent import spent_table
 from xsweep.report.tables import format_table_markdown, write_tables
 from xsweep.report.tensorboard import GROUPS_DIR, SUMMARY_RUN, write_group_summaries
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from xsweep.atomic import write_text
 from xsweep.report.attrs import alignment_corpus
 from xsweep.report.render import Cell, Row, Section, Table, to_csv, to_latex, to_markdown
-from xsweep.report.select import GroupSummary, LanguageScore
+from xsweep.selection import GroupSummary, LanguageScore
 
 AVG_ROW = "AVG"
 MISSING = "missing"

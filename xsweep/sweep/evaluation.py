@@ -4,7 +4,7 @@ Testing 52 languages is the largest single cost of the paper's grids (the NLI he
 utterance against every intent). Model selection needs English dev only, so PT and APT trials
 train and report English dev, keep their best prompt and head, and stop there. Once the grid has
 run, each group's learning rate is chosen on English dev exactly as the report chooses it
-(`report.select.summarise`), and only that rate's trials, all seeds, are evaluated on every
+(`selection.summarise`), and only that rate's trials, all seeds, are evaluated on every
 language from their kept checkpoints. The report reads the same records either way, so its
 tables are identical to evaluating every trial; `sweep.evaluate: all` tests every trial anyway.
 
@@ -18,7 +18,7 @@ from typing import Callable
 
 from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE, read_record
-from xsweep.report.select import summarise
+from xsweep.selection import summarise
 from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]

@@ -15,7 +15,7 @@ from typing import Callable
 
 from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE, TrialRecord, read_record, write_record
-from xsweep.report.tensorboard import TrialWriter
+from xsweep.trial_log import TrialWriter
 from xsweep.sweep.pruning import FINISHED, Candidate, Decision, plan_pruning, reached
 from xsweep.train.spec import TrialSpec
 

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from xsweep.record import TrialRecord
-from xsweep.report.select import TIE_TOLERANCE
+from xsweep.selection import TIE_TOLERANCE
 
 FINISHED = ("completed", "diverged")
 """Statuses of a trial that ended by itself: its record is final and it is never run again."""
@@ -139,7 +139,7 @@ def kept_count(alive: int, keep: float) -> int:
 
 
 def rank(scores: dict[float, float | None]) -> list[float]:
-    """Learning rates best first: highest mean dev, ties (as report/select.py sees them) to the
+    """Learning rates best first: highest mean dev, ties (as selection.py sees them) to the
     smaller rate; rates without a score last, smaller first."""
     left = sorted(lr for lr, score in scores.items() if score is not None)
     order = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, with_overrides
+from xsweep.dotted import flatten
 from xsweep.errors import XsweepError
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
 from xsweep.sweep.cluster import check_cluster_storage
@@ -25,20 +26,13 @@ from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
 from xsweep.sweep.retrieval import run_retrieval
 from xsweep.sweep.phases import ended_as_asked, run_in_phases
 from xsweep.sweep.pruning import FINISHED
+from xsweep.sweep.ray_session import first_line, start_ray
 from xsweep.sweep.search import run_optuna
 from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
                                  run_align_stages, stage_shapes, trial_overrides)
 from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]
-
-# Ray Train polls its workers every few seconds by default; for a short Ray Train run (an alignment
-# stage) that polling is most of its start-up time (measured: ~25 s -> ~9 s per run on 2 cores).
-RAY_TRAIN_ENV = {
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
-    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "0.5",
-}
-
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
     return Path(cfg.storage.root).expanduser().resolve() / cfg.run_name
@@ -132,7 +126,7 @@ def _run_within_budget(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSp
         return _run_on_ray(cfg, run_dir, pending, log=log)
     import ray
 
-    from xsweep.report.spent import device_hours
+    from xsweep.sweep.spent import device_hours
 
     fits = int(ray.cluster_resources().get("CPU", 1) // cfg.resources.cpus_per_trial) or 1
     batch = min(cfg.sweep.max_concurrent_trials or fits, fits)
@@ -219,9 +213,10 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
         import yaml
 
         # A key the run's file lacks was added to xsweep later: the run had its default behaviour.
-        old = {**_flatten(to_dict(ExperimentConfig())),
-               **_flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})}
-        new = _flatten(to_dict(cfg))
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        old = {**flatten(to_dict(ExperimentConfig()), keep_whole=NOT_DESCENDED),
+               **flatten(saved, keep_whole=NOT_DESCENDED)}
+        new = flatten(to_dict(cfg), keep_whole=NOT_DESCENDED)
         # Pruning decided over the run's seeds: a new seed could overturn a decision already acted on.
         resumable = [k for k in RESUMABLE_CHANGES if not (cfg.sweep.pruning.milestones and k == "sweep.seeds")]
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in resumable)
@@ -232,20 +227,13 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
                                   f"{', '.join(resumable)} may change), or use a new storage.name")
 
 
+NOT_DESCENDED = ("sweep.grid", "sweep.optuna")
+"""Compared whole by --resume: their own keys are dotted already."""
+
 RESUMABLE_CHANGES = ("sweep.seeds", "data.eval_locales", "sweep.evaluate", "sweep.max_concurrent_trials",
                      "sweep.budget_device_hours")
 """What `--resume` may change: more seeds run only the new ones (not with `sweep.pruning`), more
 languages test only the selected trials on the new ones; finished trials are reused either way."""
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and not (prefix + key).startswith(("sweep.grid", "sweep.optuna")):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs) -> bool:
@@ -321,44 +309,8 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
         elif reported.get(spec.trial_id):
             why = reported[spec.trial_id]  # an XsweepError the worker met before it had a record
         elif crashed.get(spec.trial_id) is not None:
-            why = _first_line(crashed[spec.trial_id])  # the exception line of Ray's traceback
+            why = first_line(crashed[spec.trial_id])  # the exception line of Ray's traceback
         else:
             why = "no record was written" if record is None else f"it ended {record.status}, with no error"
         log(f"trial {spec.trial_id} failed: {why}")
     return failed
-
-
-def start_ray(address: str | None = None) -> None:
-    """Connect to `address` (or RAY_ADDRESS), or start a local Ray with the CPUs of this machine."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {**RAY_TRAIN_ENV, "PYTHONPATH": _pythonpath()}
-    os.environ.update(RAY_TRAIN_ENV)
-    address = address or os.environ.get("RAY_ADDRESS")
-    try:
-        if address:
-            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
-                     configure_logging=True, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise XsweepError(f"cannot reach the Ray cluster at {address!r}: {_first_line(exc)}",
-                          where="--address / RAY_ADDRESS",
-                          fix="start the cluster (`ray up cluster.yaml`) and pass its address, e.g. "
-                              "--address=127.0.0.1:6379, or leave it unset to run locally") from None
-
-
-def _pythonpath() -> str:
-    """Ray's worker processes must import xsweep even when it runs from a source checkout."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(paths))
-
-
-def _first_line(error: Any) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else repr(error)
-
-

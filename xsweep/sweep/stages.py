@@ -190,7 +190,8 @@ def check_align_data(stages: list[AlignStage]) -> None:
 def run_align_stages(stages: list[AlignStage], cfg: ExperimentConfig, *, log: Log = print) -> None:
     """Run every stage not yet finished, one after another, each on `align.num_workers` Ray Train
     workers; a finished one is reused. Ray must be started."""
-    from xsweep.train.align import align_on_ray, load_alignment_result
+    from xsweep.sweep.align_ray import align_on_ray
+    from xsweep.train.align import load_alignment_result
 
     for number, stage in enumerate(stages, 1):
         a = stage.align

@@ -18,6 +18,7 @@ is not retried: the same input fails the same way, so the trial reports it and e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,10 +41,14 @@ def run_trial(config: dict[str, Any]) -> None:
     from xsweep.train.downstream import run_downstream
     from xsweep.train.spec import TrialSpec
     from xsweep.train.fused import run_fused
+    from xsweep.trial_log import TrialWriter
 
     specs = [TrialSpec(**spec) for spec in config["specs"]]
     # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
     torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
+
+    def writer_of(spec: TrialSpec) -> TrialWriter:
+        return TrialWriter(Path(spec.tensorboard_dir))
 
     def reporter(trial_id: str):
         return lambda metrics: tune.report({**metrics, MEMBER_KEY: trial_id})
@@ -53,10 +58,11 @@ def run_trial(config: dict[str, Any]) -> None:
     todo = [spec for spec in specs if len(specs) == 1 or not finished(spec)]
     try:
         if len(todo) == 1 and len(specs) == 1:
-            run_downstream(todo[0], report=reporter(todo[0].trial_id),
+            run_downstream(todo[0], report=reporter(todo[0].trial_id), writer=writer_of(todo[0]),
                            load_backbone=backbone_loader(todo[0].config["method"]))
         elif todo:
-            run_fused(todo, [reporter(spec.trial_id) for spec in todo], load_backbone=cached_backbone)
+            run_fused(todo, [reporter(spec.trial_id) for spec in todo], writers=[writer_of(spec) for spec in todo],
+                      load_backbone=cached_backbone)
     except XsweepError as exc:
         # Recorded as failed in record.json by the loop; the driver lists it from there.
         for spec in todo:
@@ -65,8 +71,6 @@ def run_trial(config: dict[str, Any]) -> None:
 
 def finished(spec: Any) -> bool:
     """Whether the trial's record says it ended (completed or diverged)."""
-    from pathlib import Path
-
     from xsweep.record import RECORD_FILE, read_record
     from xsweep.sweep.pruning import FINISHED
 

@@ -13,7 +13,7 @@ average the losses over workers, checkpoint, report; at the end rank 0 writes th
 It runs as a plain function, and unchanged as the body of a Ray Train worker: when
 torch.distributed is initialised the trainable module is wrapped in DDP and each worker trains its
 shard of every global batch (so contrastive negatives are the other pairs of the worker's shard).
-`align_on_ray` builds the TorchTrainer over N workers.
+The Ray Train driver that runs it over N workers is sweep/align_ray.py.
 
 What the output folder holds (`output_dir`):
     prompt.safetensors, prompt.json   the aligned prompt (and fresh MLM head), read by load_prompt_for_apt
@@ -30,7 +30,6 @@ import json
 import shutil
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,7 +46,9 @@ from xsweep.models.checkpoint import save_prompt
 from xsweep.models.mlm_head import MlmHead, load_mlm_head
 from xsweep.models.prompts import PROMPT_KINDS, build_prompt
 from xsweep.objectives.alignment import AlignmentLoss, MaskingSpec, alignment_loss
+from xsweep.train import rng
 from xsweep.train.align_data import ParallelSource, encode_pairs, load_documents, plan_epoch, shard_digest
+from xsweep.train.schedule import linear_warmup_decay
 
 FORMAT_VERSION = 1
 RESULT_FILE = "align.json"
@@ -275,18 +276,6 @@ def build_align_module(spec: AlignSpec, device: torch.device | str = "cpu"):
     return module.to(device), tokenizer
 
 
-def warmup_linear(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR factor: linear rise over the first warmup_ratio of the steps, then linear decay to 0."""
-    warmup = round(total_steps * warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker loop
 
@@ -304,7 +293,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
     cfg, out = spec.config, Path(spec.output_dir)
     rank, world = _rank_and_world()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    finished = _broadcast(_finished(spec) if rank == 0 else None)
+    finished = _broadcast(finished_result(spec) if rank == 0 else None)
     if finished is not None:
         return finished
 
@@ -315,7 +304,8 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
     total_steps = steps_per_epoch * cfg.epochs
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total_steps, cfg.warmup_ratio))
+    warmup_steps = round(total_steps * cfg.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, warmup_steps))
     # Masking and dropout draw from per-worker streams, so workers mask their shards differently.
     masking = torch.Generator().manual_seed(_derived_seed(cfg.seed, "mask", rank))
     module.generator = masking
@@ -331,7 +321,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
         scheduler.load_state_dict(state["scheduler"])
         history, start_epoch = state["history"], state["epoch"]
         if state["world_size"] == world:
-            _set_rng(state["rng"][rank], masking, device)
+            rng.restore(state["rng"][rank], {"masking": masking})
         else:  # another worker count shards differently anyway; start fresh streams for this epoch
             masking.manual_seed(_derived_seed(cfg.seed, f"mask@{start_epoch}", rank))
             torch.manual_seed(_derived_seed(cfg.seed, f"dropout@{start_epoch}", rank))
@@ -370,13 +360,13 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
                         "pairs_per_worker": [s["pairs"] for s in shards],
                         "shard_digests": [s["digest"] for s in shards],
                         "seconds": round(time.perf_counter() - epoch_started, 3)})
-        rng = _gather(_get_rng(masking, device))
+        rng_states = _gather(rng.capture({"masking": masking}))
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = _write_checkpoint(spec, {
                 "format": FORMAT_VERSION, "spec_digest": spec.digest(), "epoch": epoch + 1, "world_size": world,
                 "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng, "history": history})
+                "scheduler": scheduler.state_dict(), "rng": rng_states, "history": history})
             log(f"align: epoch {epoch + 1}/{cfg.epochs}  mlm {mlm_mean:.4f}  contrastive {contrastive_mean:.4f}  "
                 f"({plan.steps} steps, {history[-1]['seconds']:.1f} s)")
         if report is not None:
@@ -413,7 +403,9 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
                        seconds=summary["seconds"], prompt_digest=digests[0], summary=summary)
 
 
-def _finished(spec: AlignSpec) -> AlignResult | None:
+def finished_result(spec: AlignSpec) -> AlignResult | None:
+    """The result of `spec`'s run if it has finished in `spec.output_dir`, else None; a finished run of
+    another spec there is an XsweepError."""
     path = Path(spec.output_dir) / RESULT_FILE
     if not path.is_file():
         return None
@@ -478,20 +470,6 @@ def _read_state(spec: AlignSpec, resume_from: str | Path | None) -> dict[str, An
     return state
 
 
-def _get_rng(masking: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    rng = {"torch": torch.get_rng_state(), "masking": masking.get_state()}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    return rng
-
-
-def _set_rng(rng: dict[str, torch.Tensor], masking: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"])
-    masking.set_state(rng["masking"])
-    if device.type == "cuda" and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"], device)
-
-
 def _derived_seed(seed: int, stream: str, rank: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{stream}:{rank}".encode()).digest()[:8], "little") >> 1
 
@@ -535,82 +513,3 @@ def _gather(obj: Any) -> list[Any]:
 def _barrier() -> None:
     if _rank_and_world()[1] > 1:
         dist.barrier()
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray Train
-
-
-def alignment_worker(loop_config: dict[str, Any]) -> None:
-    """The Ray Train worker: resume from Ray's latest checkpoint, run the loop, report each epoch."""
-    import ray.train
-    import ray.train.torch
-
-    torch.set_num_threads(max(1, int(loop_config.get("cpus_per_worker", 1))))  # Ray sets OMP_NUM_THREADS only
-    spec = AlignSpec(**loop_config["spec"])
-    checkpoint = ray.train.get_checkpoint()
-
-    fail_after = loop_config.get("fail_once_after_epoch")
-    marker = Path(spec.output_dir) / ".injected-failure"
-
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        ray.train.report(metrics, checkpoint_dir_name=f"epoch_{metrics['epoch']:03d}",
-                         checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir))
-                         if checkpoint_dir else None)
-        if metrics["epoch"] == fail_after and checkpoint_dir is not None and not marker.exists():
-            marker.touch()  # once: the restarted workers get past this epoch
-            raise RuntimeError(f"failure injected after epoch {fail_after} (align_on_ray's test hook)")
-
-    with checkpoint.as_directory() if checkpoint is not None else nullcontext(None) as resume_from:
-        run_alignment(spec, report, resume_from=resume_from, device=ray.train.torch.get_device())
-
-
-def ray_run_name(spec: AlignSpec) -> str:
-    """Stable (no timestamp): the same spec finds its earlier run, and its checkpoints, in storage."""
-    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.label)[:40] or "align"
-    return f"{label}-{spec.config.prompt_kind}{spec.config.prompt_length}-{spec.digest()}"
-
-
-def align_on_ray(spec: AlignSpec, num_workers: int, cpus_per_worker: float, storage_path: str | Path, *,
-                 gpus_per_worker: float = 0.0, max_failures: int = 2, callbacks: list | None = None,
-                 fail_once_after_epoch: int | None = None) -> AlignResult:
-    """Run `spec` as a TorchTrainer over `num_workers` DDP workers (gloo on CPU, NCCL on GPU).
-
-    Workers that fail are restarted up to `max_failures` times and resume from the last epoch
-    checkpoint; calling this again after an interrupted run resumes it too (the run is named after
-    the spec). `storage_path`: a local folder or any URI Ray accepts. `output_dir` must be
-    reachable by rank 0 (on a multi-node cluster, shared storage). `callbacks`: Ray Train
-    callbacks, e.g. Tune's TuneReportCallback when this runs inside a Tune trial.
-    `fail_once_after_epoch`: for tests of recovery, rank 0 raises once right after reporting that
-    epoch's checkpoint, so Ray restarts the workers and they resume from it.
-    """
-    if num_workers < 1 or cpus_per_worker <= 0 or gpus_per_worker < 0:
-        raise XsweepError(f"need num_workers >= 1, cpus_per_worker > 0, gpus_per_worker >= 0; got {num_workers}, "
-                          f"{cpus_per_worker}, {gpus_per_worker}", where="align resources",
-                          fix="e.g. num_workers=2, cpus_per_worker=1")
-    finished = _finished(spec)
-    if finished is not None:
-        return finished
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from xsweep.sweep.runner import start_ray
-
-    start_ray()
-    storage = str(storage_path) if "://" in str(storage_path) else str(Path(storage_path).expanduser().resolve())
-    per_worker: dict[str, float] = {"CPU": cpus_per_worker}
-    if gpus_per_worker > 0:
-        per_worker["GPU"] = gpus_per_worker
-    trainer = TorchTrainer(
-        alignment_worker,
-        train_loop_config={"spec": spec.to_dict(), "cpus_per_worker": cpus_per_worker,
-                           "fail_once_after_epoch": fail_once_after_epoch},
-        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
-                                               resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(
-            name=ray_run_name(spec), storage_path=storage, callbacks=callbacks or None,
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
-    )
-    trainer.fit()
-    return load_alignment_result(spec.output_dir)

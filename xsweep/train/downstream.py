@@ -38,11 +38,11 @@ from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, write_record
-from xsweep.report.tensorboard import TrialWriter
 from xsweep.train import rng
 from xsweep.train.evaluate import evaluate_locales, trial_device
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
+from xsweep.trial_log import TrialWriter
 from xsweep.train.tasks import METRICS, make_task, read_examples, sample_training, task_labels
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -56,9 +56,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_downstream(spec: TrialSpec, report: Reporter | None = None, *,
+def run_downstream(spec: TrialSpec, report: Reporter | None = None, *, writer: TrialWriter | None = None,
                    load_backbone: Callable[..., tuple] = load_backbone) -> TrialRecord:
     """Run one downstream trial and return its record (also written to `spec.trial_dir`).
+    `report` receives the metrics of every evaluation; `writer` the TensorBoard scalars, and the
+    loop closes it with the trial's status (default: a writer on `spec.tensorboard_dir`).
     `load_backbone`: how the frozen encoder and tokenizer are obtained (a process that hosts many
     trials passes its cache, `sweep.hosting.backbone_loader`)."""
     report = report or (lambda metrics: None)
@@ -73,10 +75,12 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None, *,
     except XsweepError as exc:
         record.status, record.error = "failed", exc.message
         write_record(record, trial_dir)
+        if writer is not None:
+            writer.close(record.status)
         raise
     if checkpoint is None:
         write_record(record, trial_dir)  # a resumed trial keeps its record until it has more to say
-    writer = TrialWriter(Path(spec.tensorboard_dir))
+    writer = writer if writer is not None else TrialWriter(Path(spec.tensorboard_dir))
     clock = _Clock()
     try:
         _train_and_evaluate(cfg, spec, record, writer, report, checkpoint, clock, load_backbone)

@@ -21,6 +21,7 @@ from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.record import RECORD_FILE, read_record, write_record
 from xsweep.train.spec import TrialSpec
+from xsweep.trial_log import TrialWriter
 from xsweep.train.tasks import Task, make_task, read_examples
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_reco
     itself would have.
     """
     from xsweep.models.prompted import load_trainable
-    from xsweep.report.tensorboard import TrialWriter
 
     started = time.perf_counter()
     cfg = from_dict(spec.config, source=f"trial {spec.trial_id}")

@@ -48,11 +48,11 @@ from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trainable
 from xsweep.models.prompts import InputPrompt, LayerPrompt, encode_plain, position_ids, prefix_attention_mask
 from xsweep.record import DevPoint, TrialRecord, write_record
-from xsweep.report.tensorboard import TrialWriter
 from xsweep.train.batches import batch_order, pad
 from xsweep.train.downstream import seed_everything
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
+from xsweep.trial_log import TrialWriter
 from xsweep.train.evaluate import evaluate_locales, trial_device
 from xsweep.train.tasks import METRICS, IntentSplit, IntentTask, make_task, read_examples, sample_training, \
     task_labels
@@ -96,22 +96,26 @@ class Member:
 
 
 def run_fused(specs: list[TrialSpec], reports: list[Reporter] | None = None, *,
+              writers: list[TrialWriter] | None = None,
               load_backbone: Callable[..., tuple] = load_backbone) -> list[TrialRecord]:
     """Run the trials `specs` (one group: same config but learning rate and seed) as one fused
     loop; returns their records, in order, each also written to its `spec.trial_dir` as
     `run_downstream` writes it (record.json, labels.json, few_shot_sample.json, best/, predictions/).
-    `reports[i]` receives member i's metrics, as `run_downstream`'s `report` would."""
+    `reports[i]` and `writers[i]` receive member i's metrics and TensorBoard scalars, as
+    `run_downstream`'s `report` and `writer` would (default writers: one on each `tensorboard_dir`)."""
     reports = list(reports) if reports is not None else [lambda metrics: None] * len(specs)
-    if len(reports) != len(specs):
-        raise XsweepError(f"run_fused got {len(specs)} trials but {len(reports)} reporters", where="run_fused")
+    if len(reports) != len(specs) or (writers is not None and len(writers) != len(specs)):
+        raise XsweepError(f"run_fused got {len(specs)} trials but {len(reports)} reporters"
+                          + ("" if writers is None else f" and {len(writers)} writers"), where="run_fused")
+    writers = list(writers) if writers is not None else [None] * len(specs)
     cfgs = [from_dict(s.config, source=f"trial {s.trial_id}") for s in specs]
     check_fusable(specs, cfgs)
     encoder, tokenizer = load_backbone(specs[0].backbone_path, attn_implementation=cfgs[0].backbone.attn_implementation)
     device = trial_device(cfgs[0])
     members: list[Member] = []
     try:
-        for spec, cfg, report in zip(specs, cfgs, reports):
-            members.append(_build_member(spec, cfg, report, encoder, tokenizer, device))
+        for spec, cfg, report, writer in zip(specs, cfgs, reports, writers):
+            members.append(_build_member(spec, cfg, report, writer, encoder, tokenizer, device))
         dev = read_examples(cfgs[0], Path(specs[0].data_dir), cfgs[0].data.train_locale, "dev")
         dev_split = members[0].task.encode(dev)  # one group: one label map, one English dev set
         _train(members, encoder, dev_split, device)
@@ -147,8 +151,8 @@ def check_fusable(specs: list[TrialSpec], cfgs: list[ExperimentConfig]) -> None:
         raise XsweepError(f"run_fused got the same trial twice: {sorted(ids)}", where="run_fused")
 
 
-def _build_member(spec: TrialSpec, cfg: ExperimentConfig, report: Reporter, encoder, tokenizer,
-                  device: torch.device) -> Member:
+def _build_member(spec: TrialSpec, cfg: ExperimentConfig, report: Reporter, writer: TrialWriter | None,
+                  encoder, tokenizer, device: torch.device) -> Member:
     """What `run_downstream` does before its first step, for one member, drawing the same random
     numbers in the same order (the backbone is loaded already, which draws none)."""
     trial_dir = Path(spec.trial_dir)
@@ -175,7 +179,7 @@ def _build_member(spec: TrialSpec, cfg: ExperimentConfig, report: Reporter, enco
     total_steps = math.ceil(len(train_split) / cfg.optim.batch_size) * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
-    writer = TrialWriter(Path(spec.tensorboard_dir))
+    writer = writer if writer is not None else TrialWriter(Path(spec.tensorboard_dir))
     writer.hparams(spec.config, [f"dev/{locale}/{task.metric}", "best_dev",
                                  *(f"test/{loc}/{task.metric}" for loc in spec.eval_locales)])
     member = Member(spec=spec, cfg=cfg, record=record, task=task, model=model, train_split=train_split,
