@@ -126,3 +126,40 @@ def test_per_example_predictions_match_the_scores(finished_run):
             rows = [json.loads(line) for line in path.read_text().splitlines()]
             assert rows and {"id", "utt", "gold", "predicted"} <= set(rows[0])
             assert sum(r["gold"] == r["predicted"] for r in rows) / len(rows) == pytest.approx(score)
+
+
+def test_a_run_written_before_new_config_keys_existed_resumes_with_nothing_rerun(finished_run, capsys):
+    """An older xsweep wrote config.yaml and the records without the keys added since
+    (`record.ADDED_KEYS`); this version must find every trial of that run finished."""
+    import shutil
+
+    import yaml
+
+    from xsweep.record import ADDED_KEYS
+
+    assert ADDED_KEYS, "no added key to check with"
+    older = finished_run.parent / "e2e-older"
+    shutil.copytree(finished_run, older)
+
+    def drop_added(config: dict) -> dict:
+        for dotted in ADDED_KEYS:
+            *parents, leaf = dotted.split(".")
+            section = config
+            for name in parents:
+                section = section.get(name, {})
+            section.pop(leaf, None)
+        return config
+
+    config_file = older / "config.yaml"
+    config = drop_added(yaml.safe_load(config_file.read_text()))
+    config["storage"]["name"] = "e2e-older"  # the copy's own name, as the resume below gives it
+    config_file.write_text(yaml.safe_dump(config))
+    for path in older.glob("trials/*/record.json"):
+        record = json.loads(path.read_text())
+        record["config"] = drop_added(record["config"])
+        path.write_text(json.dumps(record))
+    before = {p: p.stat().st_mtime_ns for p in older.glob("trials/*/record.json")}
+    experiment = finished_run.parent / "e2e.yaml"
+    assert main(["run", str(experiment), "storage.name=e2e-older", "--resume"]) == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in older.glob("trials/*/record.json")}

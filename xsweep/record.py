@@ -7,6 +7,7 @@ ended, its English dev history and best score, and its per-language test scores 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -23,9 +24,9 @@ STATUSES: tuple[str, ...] = ("running", "paused", "completed", "diverged", "fail
 `pruned`: its learning rate was pruned at a milestone, so it is never continued."""
 RECORD_FILE = "record.json"
 
-# Keys that say how or where a trial runs, or which grid point of a group it is, not what the
-# configuration is: they stay out of the group key.
-_NOT_IN_GROUP = ("name", "description", "seed", "sweep", "resources", "storage")
+# Keys that say how or where a trial runs, not what it trains: they stay out of the checks that
+# a checkpoint belongs to its trial, and out of the group key.
+_NOT_TRAINING = ("name", "description", "sweep", "resources", "storage")
 
 
 @dataclass
@@ -109,12 +110,28 @@ def read_records(run_dir: Path) -> list[TrialRecord]:
     return [read_record(p) for p in sorted(Path(run_dir).glob(f"trials/*/{RECORD_FILE}"))]
 
 
+ADDED_KEYS: dict[str, Any] = {}
+"""Config keys added after group keys were first defined (dotted key -> the default it was added
+with). Such a key at that default is left out of the group key, so a run made before the key
+existed keeps its group keys and trial ids, and `--resume` reruns nothing. Every new config key
+is registered here (tests/test_group_keys.py fails otherwise). A default never changes silently:
+changing one is a schema change, named in docs/CHANGELOG.md (runs made under the old default
+then form new groups)."""
+
+
+def training_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What decides a trial's training, from its resolved config: without where and how it runs,
+    its sweep, the languages it is tested on (a sweep resumed with more languages keeps its
+    trials), and keys added later that hold their default (ADDED_KEYS)."""
+    kept = {k: v for k, v in _without_added_defaults(resolved).items() if k not in _NOT_TRAINING}
+    kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "eval_locales"}
+    return kept
+
+
 def group_of(resolved: dict[str, Any]) -> tuple[str, str]:
     """(group key, readable group name) of a resolved config given as plain data."""
-    keyed = {k: v for k, v in resolved.items() if k not in _NOT_IN_GROUP}
-    # Which languages are tested does not change what is trained: a sweep resumed with more
-    # languages keeps its trials.
-    keyed["data"] = {k: v for k, v in keyed.get("data", {}).items() if k != "eval_locales"}
+    keyed = training_config(resolved)
+    keyed.pop("seed", None)  # seed and learning rate say which trial of the group it is
     keyed["optim"] = {k: v for k, v in keyed.get("optim", {}).items() if k != "lr"}
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     prompt = resolved.get("prompt", {})
@@ -128,6 +145,19 @@ def group_of(resolved: dict[str, Any]) -> tuple[str, str]:
         str(resolved.get("backbone", {}).get("name", "?")),
     ]
     return digest, "/".join(parts)
+
+
+def _without_added_defaults(resolved: dict[str, Any]) -> dict[str, Any]:
+    """`resolved` without the ADDED_KEYS that hold the default they were added with."""
+    pruned = copy.deepcopy(resolved)
+    for dotted, default in ADDED_KEYS.items():
+        *parents, leaf = dotted.split(".")
+        section = pruned
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict) and leaf in section and section[leaf] == default:
+            del section[leaf]
+    return pruned
 
 
 def trial_id_of(group_key: str, lr: float, seed: int, index: int) -> str:

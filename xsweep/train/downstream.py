@@ -37,7 +37,7 @@ from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import load_prompt_for_apt, save_trainable
-from xsweep.record import DevPoint, TrialRecord, write_record
+from xsweep.record import DevPoint, TrialRecord, training_config, write_record
 from xsweep.train import rng
 from xsweep.train.evaluate import evaluate_locales, trial_device
 from xsweep.train.schedule import linear_warmup_decay
@@ -250,14 +250,6 @@ def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[st
         torch.save(state, tmp)
 
 
-def training_config(resolved: dict[str, Any]) -> dict[str, Any]:
-    """What decides a trial's training: the resolved config without where and how it runs, its
-    sweep, and the languages it is tested on (a sweep resumed with more of those reuses it)."""
-    kept = {k: v for k, v in resolved.items() if k not in ("name", "description", "sweep", "resources", "storage")}
-    kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "eval_locales"}
-    return kept
-
-
 def _read_checkpoint(path: Path, spec: TrialSpec) -> dict[str, Any] | None:
     """The trial's checkpoint, or None if it has none. Read with `weights_only=True`: a file that
     would need arbitrary unpickling is refused, never executed."""
@@ -293,4 +285,4 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.opt
     return state["epoch"], state["step"], state["since_best"], best
 
 
-__all__ = ["run_downstream", "seed_everything", "training_config", "CHECKPOINT_FILE"]
+__all__ = ["run_downstream", "seed_everything", "CHECKPOINT_FILE"]
