@@ -4,7 +4,7 @@
                                              [--repeats 2] [--quick] [--out results.json]
 
 The NLI head predicts an utterance's intent by scoring it against every intent's hypothesis (60 on
-MASSIVE) and taking the most entailed. xsweep (train/nli_task.py, `NliTask.evaluate`) tokenizes
+MASSIVE) and taking the most entailed. xsweep (train/tasks/nli.py, `NliTask.evaluate`) tokenizes
 premises and hypotheses once, joins them on demand and runs the N x 60 pairs in forwards of
 `eval_batch_size` (128) pairs, utterance-major, each batch padded to its own longest pair.
 Baselines, on the same model (layer prompt x 16, fresh NLI head, eval mode), the same MASSIVE
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.bench_step import backbone_path, experiment, intents, machine, massive_rows
     from xsweep.models.backbone import load_backbone
     from xsweep.objectives.nli import entailment_probability, intent_hypothesis
-    from xsweep.train.nli_task import NliTask
+    from xsweep.train.tasks import NliTask
 
     torch.set_num_threads(args.threads)
     encoder, tokenizer = load_backbone(backbone_path(args.backbone))

@@ -24,8 +24,8 @@ from xsweep.objectives.nli import entailment_probability
 from xsweep.sweep.prepare import prepare_inputs, write_manifest
 from xsweep.sweep.runner import plan_trials
 from xsweep.train.downstream import run_downstream
-from xsweep.train.sgd_task import OUT_OF_SCOPE_THRESHOLD, SgdTask, read_examples, sample_training
-from xsweep.train.tasks import make_task, task_labels
+from xsweep.train.tasks import make_task, read_examples, sample_training, task_labels
+from xsweep.train.tasks.sgd import OUT_OF_SCOPE_THRESHOLD, SgdTask
 
 pytestmark = pytest.mark.timeout(120)
 

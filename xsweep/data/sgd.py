@@ -13,6 +13,8 @@ Which user turns carry an intent is a choice, `intent_turns`:
   asks for it) or AFFIRM_INTENT (the user accepts an intent the system offered with
   OFFER_INTENT). Every other user frame is a no-intent example: this detects *new* intents.
 XSGD adds `utterance_<code>` to every turn; `lang` picks it (None: the English `utterance`).
+Languages are MASSIVE locales here too: `en-US` reads SGD's `utterance`, another locale XSGD's
+`utterance_<code>` (languages.xsgd_code_for), so test locales exist only where XSGD files are given.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from typing import Any, Literal, Sequence
 
 from xsweep.atomic import write_json
 from xsweep.errors import XsweepError
+from xsweep.languages import locale_for_xsgd, xsgd_code_for
 
 IntentTurns = Literal["active_intent", "intent_acts"]
 INTENT_TURN_CHOICES = ("active_intent", "intent_acts")
 INTENT_ACTS = frozenset({"INFORM_INTENT", "AFFIRM_INTENT"})
 SPLITS = ("train", "dev", "test")
+SOURCE_LOCALE = "en-US"
+"""SGD's own `utterance` field is English; other locales are XSGD translations."""
 _GET_SGD = "run `xsweep data download sgd`, or point at a folder holding train/ dev/ test/"
 
 
@@ -236,6 +241,23 @@ def read_split_examples(data_dir: Path, split: str, lang: str | None = None,
     return intent_examples(read_dialogues(folder, lang), read_schema(folder), intent_turns, lang)
 
 
+def xsgd_lang(locale: str) -> str | None:
+    """The `utterance_<code>` code of `locale`, None for English (SGD's `utterance`)."""
+    if locale == SOURCE_LOCALE:
+        return None
+    code = xsgd_code_for(locale)
+    if code is None:
+        raise XsweepError(f"XSGD has no translation for {locale}", where="data.eval_locales",
+                          fix="remove it from the SGD experiment's locales")
+    return code
+
+
+def read_locale_examples(data_dir: Path, locale: str, split: str,
+                         intent_turns: IntentTurns = "active_intent") -> list[SgdIntentExample]:
+    """All intent examples (user frames) of one split in one MASSIVE locale (see `xsgd_lang`)."""
+    return read_split_examples(Path(data_dir), split, xsgd_lang(locale), intent_turns)
+
+
 def translation_codes(folder: Path) -> list[str]:
     """XSGD codes whose `utterance_<code>` the split folder's turns carry (empty for SGD itself),
     read off the first turn of the first dialogue file; `read_dialogues(folder, code)` checks
@@ -246,6 +268,20 @@ def translation_codes(folder: Path) -> list[str]:
     if not turns or not isinstance(turns[0], dict):
         return []
     return sorted(k[len("utterance_"):] for k in turns[0] if k.startswith("utterance_"))
+
+
+def sgd_locales(data_dir: Path, split: str = "test") -> list[str]:
+    """English, plus the MASSIVE locale of every XSGD translation the split's turns carry
+    (XSGD-only languages have no MASSIVE locale and are left out). Plain SGD: ["en-US"]."""
+    codes = translation_codes(split_dir(data_dir, split))
+    return [SOURCE_LOCALE] + sorted({loc for code in codes if (loc := _locale_of(code))})
+
+
+def _locale_of(code: str) -> str | None:
+    try:
+        return locale_for_xsgd(code)
+    except XsweepError:  # a field name that is not an XSGD code: not a language we report
+        return None
 
 
 @dataclass(frozen=True)
@@ -296,6 +332,20 @@ def save_dialogue_sample(sample: DialogueSample, path: Path) -> None:
     write_json(path, {"ids": sample.ids, "by_service": sample.by_service,
                       "short_services": sample.short_services,
                       "per_service": sample.per_service, "seed": sample.seed})
+
+
+def sample_training_examples(train: Sequence[SgdIntentExample], per_service: int | None, seed: int,
+                             path: Path) -> list[SgdIntentExample]:
+    """The frames of `per_service` dialogues per service (None: every dialogue), drawn from the
+    dialogues of `train` with `seed` (sample_dialogues); the sampled ids are written to `path`."""
+    services: dict[str, set[str]] = {}
+    for example in train:
+        services.setdefault(example.dialogue_id, set()).add(example.service)
+    dialogues = [{"dialogue_id": d, "services": sorted(s)} for d, s in services.items()]
+    sample = sample_dialogues(dialogues, per_service or max(len(dialogues), 1), seed)
+    save_dialogue_sample(sample, path)
+    keep = set(sample.ids)
+    return [example for example in train if example.dialogue_id in keep]
 
 
 def select_dialogues(dialogues: Sequence[dict], ids: Sequence[str]) -> list[dict]:

@@ -102,13 +102,13 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
 def check_sgd_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -> None:
     """Read every SGD split a trial reads (validating every dialogue against its schema) in each
     turn choice of the grid; training needs in-scope frames, dev and test any frame."""
-    from xsweep.train.sgd_task import read_examples
+    from xsweep.data.sgd import read_locale_examples
 
     configs = {c.data.intent_turns: c for c in trial_configs(cfg)}.values()
     for trial_cfg in configs:
         reads = [(trial_cfg.data.train_locale, "train"), (trial_cfg.data.train_locale, "dev")]
         for locale, split in reads + [(locale, "test") for locale in eval_locales]:
-            examples = read_examples(trial_cfg, data_dir, locale, split)
+            examples = read_locale_examples(data_dir, locale, split, trial_cfg.data.intent_turns)
             if not examples or (split == "train" and all(e.intent is None for e in examples)):
                 raise XsweepError(f"the SGD {split} split holds no {'in-scope ' if examples else ''}user frames "
                                   f"for {locale} with data.intent_turns={trial_cfg.data.intent_turns}",

@@ -84,8 +84,7 @@ def sgd_dir(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
 def _prepare_sgd(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Path, list[str], list[Path]]:
     """(folder, eval locales, files) of an SGD experiment: English test, plus the locales of the
     XSGD translations the test split carries (none in SGD itself)."""
-    from xsweep.data.sgd import SPLITS, dialogue_files, split_dir
-    from xsweep.train.sgd_task import SOURCE_LOCALE, sgd_locales
+    from xsweep.data.sgd import SOURCE_LOCALE, SPLITS, dialogue_files, sgd_locales, split_dir
 
     data_dir = sgd_dir(cfg, log)
     found = sgd_locales(data_dir)

@@ -21,11 +21,11 @@ import torch
 
 from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
-from xsweep.data.massive import MassiveExample
+from xsweep.data.massive import MassiveExample, intent_labels
 from xsweep.models.prompted import PromptedModel, build_nli_model
-from xsweep.objectives.nli import entailment_probability, nli_loss, nli_pairs, nli_predict
+from xsweep.objectives.nli import entailment_probability, intent_hypothesis, nli_loss, nli_pairs, nli_predict
 from xsweep.train.batches import Batch, batch_order, length_batches, pad
-from xsweep.train.tasks import METRICS, Evaluation, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, accuracy, eval_mode, model_options
 
 
 @dataclass
@@ -46,6 +46,16 @@ class NliTask:
     def __init__(self, cfg: ExperimentConfig, intents: list[str], hypotheses: list[str], tokenizer: Any):
         self.cfg, self.intents, self.hypotheses, self.tokenizer = cfg, intents, hypotheses, tokenizer
         self.index = {name: i for i, name in enumerate(intents)}
+
+    @classmethod
+    def from_labels(cls, cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> NliTask:
+        return cls(cfg, labels["intents"], labels["hypotheses"], tokenizer)
+
+    @staticmethod
+    def label_map(cfg: ExperimentConfig, train: Sequence[MassiveExample]) -> dict[str, Any]:
+        intents = intent_labels(train)
+        # Saved, not recomputed: the hypotheses are part of what the model was trained on.
+        return {"task": cfg.head.kind, "intents": intents, "hypotheses": [intent_hypothesis(name) for name in intents]}
 
     def build_model(self, encoder: Any) -> PromptedModel:
         return build_nli_model(encoder, **model_options(self.cfg))

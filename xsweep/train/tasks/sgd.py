@@ -22,88 +22,29 @@ hold services never seen in training, and scoring them zero-shot from their desc
 point of the NLI formulation. `labels.json` records the task, the turn choice, the threshold and
 the training services' intents (which `xsweep predict` offers a bare utterance).
 
-Languages: `en-US` reads SGD's `utterance`; another MASSIVE locale reads XSGD's
-`utterance_<code>` (languages.xsgd_code_for), so test locales exist only where XSGD files are given.
+Reading the frames of a locale and sampling the training dialogues is data/sgd.py's
+(`read_locale_examples`, `sample_training_examples`); this module is the task only.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 
 from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
-from xsweep.data.sgd import (SgdIntentExample, read_split_examples, sample_dialogues, save_dialogue_sample,
-                             translation_codes, split_dir)
-from xsweep.errors import XsweepError
-from xsweep.languages import locale_for_xsgd, xsgd_code_for
+from xsweep.data.sgd import SgdIntentExample
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import (ENTAILMENT, OUT_OF_SCOPE, entailment_probability, nli_loss, nli_pairs,
                                    nli_predict)
 from xsweep.train.batches import Batch, batch_order, pad
-from xsweep.train.tasks import METRICS, Evaluation, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, accuracy, eval_mode, model_options
 
 OUT_OF_SCOPE_THRESHOLD = 0.5
 """An SGD frame is out of scope when no candidate's P(entails) is above this (the paper's 0.5)."""
-SOURCE_LOCALE = "en-US"
-"""SGD's own `utterance` field is English; other locales are XSGD translations."""
-
-
-def xsgd_lang(locale: str) -> str | None:
-    """The `utterance_<code>` code of `locale`, None for English (SGD's `utterance`)."""
-    if locale == SOURCE_LOCALE:
-        return None
-    code = xsgd_code_for(locale)
-    if code is None:
-        raise XsweepError(f"XSGD has no translation for {locale}", where="data.eval_locales",
-                          fix="remove it from the SGD experiment's locales")
-    return code
-
-
-def sgd_locales(data_dir: Path, split: str = "test") -> list[str]:
-    """English, plus the MASSIVE locale of every XSGD translation the split's turns carry
-    (XSGD-only languages have no MASSIVE locale and are left out). Plain SGD: ["en-US"]."""
-    codes = translation_codes(split_dir(data_dir, split))
-    return [SOURCE_LOCALE] + sorted({loc for code in codes if (loc := _locale_of(code))})
-
-
-def _locale_of(code: str) -> str | None:
-    try:
-        return locale_for_xsgd(code)
-    except XsweepError:  # a field name that is not an XSGD code: not a language we report
-        return None
-
-
-def read_examples(cfg: ExperimentConfig, data_dir: Path, locale: str, split: str) -> list[SgdIntentExample]:
-    """All intent examples (user frames) of one split in one locale."""
-    return read_split_examples(Path(data_dir), split, xsgd_lang(locale), cfg.data.intent_turns)
-
-
-def sample_training(cfg: ExperimentConfig, train: Sequence[SgdIntentExample], path: Path) -> list[SgdIntentExample]:
-    """The frames of `data.dialogues_per_service` dialogues per service (seeded by the trial's
-    sample seed); the sampled ids are written to `path`."""
-    services: dict[str, set[str]] = {}
-    for example in train:
-        services.setdefault(example.dialogue_id, set()).add(example.service)
-    dialogues = [{"dialogue_id": d, "services": sorted(s)} for d, s in services.items()]
-    per_service = cfg.data.dialogues_per_service or max(len(dialogues), 1)  # None: every dialogue
-    sample = sample_dialogues(dialogues, per_service, cfg.effective_sample_seed)
-    save_dialogue_sample(sample, path)
-    keep = set(sample.ids)
-    return [example for example in train if example.dialogue_id in keep]
-
-
-def sgd_labels(cfg: ExperimentConfig, train: Sequence[SgdIntentExample]) -> dict[str, Any]:
-    """`labels.json` of an SGD trial (from all training frames, not the sample)."""
-    services: dict[str, dict[str, str]] = {}
-    for example in train:
-        services.setdefault(example.service, dict(zip(example.candidates, example.descriptions)))
-    return {"task": "sgd", "intent_turns": cfg.data.intent_turns, "threshold": OUT_OF_SCOPE_THRESHOLD,
-            "services": dict(sorted(services.items()))}
 
 
 @dataclass
@@ -128,6 +69,19 @@ class SgdTask:
     def __init__(self, cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any):
         self.cfg, self.labels, self.tokenizer = cfg, labels, tokenizer
         self.threshold = float(labels.get("threshold", OUT_OF_SCOPE_THRESHOLD))
+
+    @classmethod
+    def from_labels(cls, cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> SgdTask:
+        return cls(cfg, labels, tokenizer)
+
+    @staticmethod
+    def label_map(cfg: ExperimentConfig, train: Sequence[SgdIntentExample]) -> dict[str, Any]:
+        """`labels.json` of an SGD trial (from all training frames, not the sample)."""
+        services: dict[str, dict[str, str]] = {}
+        for example in train:
+            services.setdefault(example.service, dict(zip(example.candidates, example.descriptions)))
+        return {"task": "sgd", "intent_turns": cfg.data.intent_turns, "threshold": OUT_OF_SCOPE_THRESHOLD,
+                "services": dict(sorted(services.items()))}
 
     def build_model(self, encoder: Any) -> PromptedModel:
         return build_nli_model(encoder, **model_options(self.cfg))
@@ -217,5 +171,4 @@ class SgdTask:
         return [(None if p == OUT_OF_SCOPE else names[p], b) for p, b in zip(predicted.tolist(), best.tolist())]
 
 
-__all__ = ["OUT_OF_SCOPE_THRESHOLD", "SgdSplit", "SgdTask", "read_examples",
-           "sample_training", "sgd_labels", "sgd_locales", "xsgd_lang"]
+__all__ = ["OUT_OF_SCOPE_THRESHOLD", "SgdSplit", "SgdTask"]

@@ -15,13 +15,13 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from xsweep.config import ExperimentConfig
-from xsweep.data.massive import OTHER, MassiveExample, parse_annot_utt
+from xsweep.data.massive import OTHER, MassiveExample, intent_labels, parse_annot_utt, slot_labels
 from xsweep.errors import XsweepError
 from xsweep.metrics import slot_f1, to_bio
 from xsweep.models.prompted import PromptedModel, build_slot_model
 from xsweep.objectives.slots import IGNORE, first_subtoken_labels, slot_loss, word_predictions
 from xsweep.train.batches import Batch, batch_order, length_batches, pad
-from xsweep.train.tasks import METRICS, Evaluation, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
 @dataclass
@@ -52,6 +52,21 @@ class SlotTask:
                               fix="use a backbone whose tokenizer has a fast (Rust) version")
         self.cfg, self.slots, self.tokenizer = cfg, slots, tokenizer
         self.index = {name: i for i, name in enumerate(slots)}
+
+    @classmethod
+    def from_labels(cls, cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> SlotTask:
+        return cls(cfg, labels["slots"], tokenizer)
+
+    @staticmethod
+    def label_map(cfg: ExperimentConfig, train: Sequence[MassiveExample]) -> dict[str, Any]:
+        intents = intent_labels(train)
+        missing = next((row for row in train if row.annot_utt is None), None)
+        if missing is not None:
+            raise XsweepError(f"row {missing.id} of {missing.locale} train has no annot_utt: slot filling "
+                              "needs the slot markup", where="head.kind",
+                              fix="use the official MASSIVE files (with annot_utt), or head.kind vanilla/nli")
+        # `Other` first: index 0 is the label of words outside every slot.
+        return {"task": cfg.head.kind, "intents": intents, "slots": [OTHER] + slot_labels(train)}
 
     def build_model(self, encoder: Any) -> PromptedModel:
         return build_slot_model(encoder, num_labels=len(self.slots), **model_options(self.cfg))
