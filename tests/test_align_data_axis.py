@@ -183,7 +183,7 @@ def test_max_pairs_gives_both_corpora_one_size_whatever_the_seed(tmp_path, tatoe
     # Without a bound a stage keeps the digest (the folder) it had before align.max_pairs existed.
     whole, _ = planned(load_config(write(tmp_path, CORPORA.format(root=tmp_path)), ["align.max_pairs=null"]), tmp_path)
     spec = whole[1].spec
-    before = {"backbone": spec.backbone_path, "config": asdict(spec.config),
+    before = {"backbone": spec.backbone_path, "config": spec.hyperparameters(),
               "sources": [{k: v for k, v in asdict(s).items() if k != "max_pairs"} for s in spec.sources]}
     assert spec.digest() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert sum(len(d.source) for d in load_documents(spec.sources)) > 48
@@ -204,10 +204,12 @@ def test_the_report_names_each_apt_row_by_its_corpus(tmp_path, tatoeba_root):
     for number, spec in enumerate(plan_trials(cfg, tmp_path / "corpora", inputs, stages)):
         record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
                              lr=spec.config["optim"]["lr"], seed=spec.config["seed"], status="completed",
-                             config=spec.config)
+                             config=spec.config, aligned_on=spec.aligned_on)  # as the loop writes it
         record.add_dev(DevPoint(step=1, epoch=1, score=0.5, train_loss=1.0))
         record.test_scores = {"en-US": 0.5 + number / 100, "de-DE": 0.3}
         records.append(record)
+    # Each APT trial's record says which corpus its prompt was aligned on; PT trials name none.
+    assert {(r.config["method"], r.aligned_on) for r in records} == {("apt", "tatoeba"), ("apt", "xsgd"), ("pt", None)}
     summaries = summarise(records)
     rows = [row.label for section in methods_table(summaries).sections for row in section.rows]
     assert rows == ["PT", "APT on tatoeba", "APT on xsgd"]

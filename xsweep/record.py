@@ -72,6 +72,9 @@ class TrialRecord:
     """`host:pid` of the process that last ran the trial (which machine to look at)."""
     pruned_at_epoch: int | None = None
     """The pruning milestone at which the sweep stopped this trial's learning rate (status `pruned`)."""
+    aligned_on: str | None = None
+    """APT: the parallel data its starting prompt was aligned on (`xsgd`, `tatoeba`, a .tsv's name);
+    None for FT and PT, or for a prompt given by hand whose alignment run says nothing of its data."""
 
     def add_dev(self, point: DevPoint) -> bool:
         """Append a dev evaluation; return True if it is a new best (ties keep the earlier)."""
@@ -110,7 +113,13 @@ def read_records(run_dir: Path) -> list[TrialRecord]:
     return [read_record(p) for p in sorted(Path(run_dir).glob(f"trials/*/{RECORD_FILE}"))]
 
 
-ADDED_KEYS: dict[str, Any] = {}
+ADDED_KEYS: dict[str, Any] = {
+    # Alignment settings fixed in train/align.py until the experiment schema took them (issue 16).
+    "align.warmup_ratio": 0.1,
+    "align.temperature": 0.05,
+    "align.mask_probability": 0.15,
+    "align.max_segments": 4,
+}
 """Config keys added after group keys were first defined (dotted key -> the default it was added
 with). Such a key at that default is left out of the group key, so a run made before the key
 existed keeps its group keys and trial ids, and `--resume` reruns nothing. Every new config key

@@ -106,6 +106,8 @@ class GroupSummary:
     """The sweep is still running or was interrupted, or seeds are missing."""
     config: dict[str, Any] = field(default_factory=dict)
     """A resolved config of the group (lr and seed are those of one trial): for table layouts."""
+    aligned_on: str | None = None
+    """APT: the parallel data the group's starting prompt was aligned on (its records say)."""
 
     @property
     def avg_complete(self) -> bool:
@@ -187,7 +189,8 @@ def _summarise_group(records: list[TrialRecord], locales: list[str] | None,
         train_locale=train_locale, chosen_lr=chosen, provisional=provisional, lr_table=lr_table,
         locales=locales, per_language=per_language, seed_averages=seed_averages, avg=avg, std=std,
         seeds_used=seeds_used, avg_seeds=avg_seeds, expected_seeds=seeds, missing=missing,
-        missing_seeds=missing_seeds, statuses=statuses, partial=partial, config=config)
+        missing_seeds=missing_seeds, statuses=statuses, partial=partial, config=config,
+        aligned_on=first.aligned_on)
 
 
 def _declared_seeds(records: list[TrialRecord]) -> set[int]:

@@ -6,8 +6,6 @@ from a group, how to order their values, and how to label them.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from xsweep.selection import GroupSummary
@@ -28,38 +26,12 @@ def group_attrs(summary: GroupSummary) -> dict[str, Any]:
         "dataset": cfg.get("data", {}).get("dataset"),
         "classifier": cfg.get("head", {}).get("kind"),
         "method": cfg.get("method"),
-        "alignment": alignment_corpus(cfg),
+        "alignment": summary.aligned_on if cfg.get("method") == "apt" else None,
         "prompt": kind,
         "length": None if kind in (None, "none") else prompt.get("length"),
         "shots": cfg.get("data", {}).get("shots"),
         "backbone": cfg.get("backbone", {}).get("name"),
     }
-
-
-def alignment_corpus(resolved: dict[str, Any]) -> str | None:
-    """The parallel data an APT group's prompt was aligned on (`xsgd`, `tatoeba`, a .tsv's name), as
-    the alignment run records it in `align.json` beside the prompt (`prompt.init_from`): an APT
-    trial's config names its prompt's folder, and that folder says what it was trained on."""
-    init_from = resolved.get("prompt", {}).get("init_from")
-    if resolved.get("method") != "apt" or not init_from:
-        return None
-    prompt_dir = str(init_from)
-    if prompt_dir not in _CORPUS_OF:  # a table asks for every group's attributes many times
-        try:
-            spec = json.loads((Path(prompt_dir) / "align.json").read_text(encoding="utf-8"))["spec"]
-            _CORPUS_OF[prompt_dir] = "+".join(_source_name(s) for s in spec["sources"]) or None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # a prompt from elsewhere, or a run moved without its stages: unlabelled, not an error
-    return _CORPUS_OF[prompt_dir]
-
-
-_CORPUS_OF: dict[str, str | None] = {}
-
-
-def _source_name(source: dict[str, Any]) -> str:
-    """`xsgd`, `tatoeba` (their folders' names in the data root), or the name of a .tsv or target file."""
-    path = source.get("target_path") if source.get("kind") == "lines" else source["path"]
-    return Path(path).name
 
 
 def label(attr: str, value: Any) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from xsweep.atomic import write_text
-from xsweep.report.attrs import alignment_corpus
 from xsweep.report.render import Cell, Row, Section, Table, to_csv, to_latex, to_markdown
 from xsweep.selection import GroupSummary, LanguageScore
 
@@ -60,7 +59,7 @@ def column_title(summary: GroupSummary) -> str:
 def group_title(summary: GroupSummary) -> str:
     """The group's name, and for APT the corpus its prompt was aligned on (groups that differ only
     in that, as in the alignment-data table, would otherwise share a name)."""
-    corpus = alignment_corpus(summary.config)
+    corpus = summary.aligned_on
     return summary.group_name + (f" (aligned on {corpus})" if corpus else "")
 
 

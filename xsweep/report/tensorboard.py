@@ -11,10 +11,14 @@ import math
 import re
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsweep.record import TrialRecord
 from xsweep.selection import GroupSummary
 from xsweep.trial_log import TrialWriter
+
+if TYPE_CHECKING:
+    import subprocess
 
 GROUPS_DIR = "_groups"
 SUMMARY_RUN = "_summary"

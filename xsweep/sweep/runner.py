@@ -29,7 +29,8 @@ from xsweep.sweep.pruning import FINISHED
 from xsweep.sweep.ray_session import first_line, start_ray
 from xsweep.sweep.search import run_optuna
 from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
-                                 run_align_stages, stage_shapes, trial_overrides)
+                                 needs_alignment, run_align_stages, stage_for, stage_shapes, trial_overrides)
+from xsweep.train.align import aligned_corpus
 from xsweep.train.spec import TrialSpec
 
 Log = Callable[[str], None]
@@ -48,6 +49,7 @@ def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, st
     for index, point in enumerate(grid_points(cfg) if points is None else points, first_index):
         for seed in cfg.sweep.seeds:
             trial_cfg = with_overrides(cfg, {**point, "seed": seed})
+            aligned_on = _aligned_on(stages, trial_cfg)
             trial_cfg = with_overrides(trial_cfg, trial_overrides(stages, trial_cfg))
             trial_cfg.sweep.grid = {}  # a trial is one grid point; the run's config.yaml keeps the grid
             resolved = to_dict(trial_cfg)
@@ -63,8 +65,21 @@ def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, st
                 eval_locales=list(inputs.eval_locales) if tests_inside_trial(cfg, trial_cfg.method) else [],
                 group_key=key,
                 group_name=name,
+                aligned_on=aligned_on,
             ))
     return specs
+
+
+def _aligned_on(stages: list[AlignStage], trial_cfg: ExperimentConfig) -> str | None:
+    """The parallel data an APT trial's starting prompt is aligned on: its stage's sources, or for
+    a prompt given by hand (`prompt.init_from`), what that alignment run's align.json says."""
+    if trial_cfg.method != "apt":
+        return None
+    if needs_alignment(trial_cfg):
+        stage = stage_for(stages, trial_cfg)
+        if stage.spec is not None:
+            return "+".join(source.corpus for source in stage.spec.sources)
+    return aligned_corpus(trial_cfg.prompt.init_from) if trial_cfg.prompt.init_from else None
 
 
 def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | None = None,

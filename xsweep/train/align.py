@@ -39,12 +39,13 @@ import torch.distributed as dist
 from torch import nn
 
 from xsweep.atomic import write_json
+from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig
 from xsweep.data.parallel import epoch_pairs
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import backbone_fingerprint, backbone_info, load_backbone
 from xsweep.models.checkpoint import save_prompt
 from xsweep.models.mlm_head import MlmHead, load_mlm_head
-from xsweep.models.prompts import PROMPT_KINDS, build_prompt
+from xsweep.models.prompts import build_prompt
 from xsweep.objectives.alignment import AlignmentLoss, MaskingSpec, alignment_loss
 from xsweep.train import rng
 from xsweep.train.align_data import ParallelSource, encode_pairs, load_documents, plan_epoch, shard_digest
@@ -60,73 +61,10 @@ epoch's checkpoint folder on rank 0 and None elsewhere."""
 
 
 @dataclass
-class AlignConfig:
-    """Hyperparameters of an alignment run; the defaults are the paper's."""
-
-    prompt_kind: str = "layer"
-    """`layer` (per-layer key/value prefixes) or `input` (soft tokens after `<s>`)."""
-    prompt_length: int = 16
-    """Prompt tokens P; APT downstream must use the same length."""
-    prompt_dropout: float = 0.1
-    """Dropout on the prompt vectors during alignment."""
-    shift_positions: bool = True
-    """Layer prompts: real tokens' position ids move on by P, as in the authors' code."""
-    reparam_hidden: int | None = None
-    """Layer prompts: width of P-tuning v2's Linear-tanh-Linear reparameterisation; None: none."""
-    backbone_dropout: bool = True
-    """Keep the frozen backbone's own dropout active while the prompt trains (authors' code)."""
-    attn_implementation: str | None = None
-    """`eager` or `sdpa`; None lets transformers choose."""
-    epochs: int = 10
-    """Passes over the documents; each draws one pair (fresh span) per document."""
-    batch_size: int = 64
-    """Pairs per optimiser step over all workers (32 for XLM-R XL in the paper)."""
-    lr: float = 1e-3
-    """Peak learning rate of Adam."""
-    warmup_ratio: float = 0.1
-    """Fraction of all steps over which the learning rate rises linearly from 0; then linear decay to 0."""
-    temperature: float = 0.05
-    """InfoNCE temperature on cosine similarities."""
-    mask_probability: float = 0.15
-    """Fraction of each sequence's maskable tokens chosen for MLM (BERT's 80/10/10 split)."""
-    max_segments: int = 4
-    """Pairs join 1 to this many consecutive turns (or lines)."""
-    max_seq_len: int = 128
-    """Tokens per side of a pair after tokenization, specials included."""
-    seed: int = 0
-    """Sets prompt initialisation, span drawing, masking and dropout."""
-
-    def __post_init__(self) -> None:
-        def bad(key: str, what: str, fix: str) -> None:
-            raise XsweepError(what, where=f"align.{key}", fix=fix)
-
-        if self.prompt_kind not in PROMPT_KINDS or self.prompt_kind == "none":
-            bad("prompt_kind", f"alignment trains a prompt; got prompt kind {self.prompt_kind!r}", "use layer or input")
-        if self.prompt_length < 1:
-            bad("prompt_length", f"prompt length must be at least 1, got {self.prompt_length}", "use 1, 8, 16 or 100")
-        for key in ("epochs", "batch_size", "max_segments"):
-            if getattr(self, key) < 1:
-                bad(key, f"{key} must be at least 1, got {getattr(self, key)}",
-                    f"set align.{key} to a positive integer")
-        if self.batch_size < 2:
-            bad("batch_size", "the contrastive loss needs at least 2 pairs per batch", "use e.g. 64")
-        if not self.lr > 0:
-            bad("lr", f"lr must be positive, got {self.lr}", "use 1e-3 (the paper's)")
-        if not 0 <= self.warmup_ratio < 1:
-            bad("warmup_ratio", f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}", "use 0.1")
-        if not self.temperature > 0:
-            bad("temperature", f"temperature must be positive, got {self.temperature}", "use 0.05")
-        if not 0 < self.mask_probability < 1:
-            bad("mask_probability", f"mask_probability must be in (0, 1), got {self.mask_probability}", "use 0.15")
-        if not 0 <= self.prompt_dropout < 1:
-            bad("prompt_dropout", f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}", "use 0.1")
-        if self.max_seq_len < 4:
-            bad("max_seq_len", f"max_seq_len must be at least 4, got {self.max_seq_len}", "use e.g. 128")
-
-
-@dataclass
 class AlignSpec:
-    """Everything one alignment run needs; plain data, so it crosses into Ray workers."""
+    """Everything one alignment run needs; plain data, so it crosses into Ray workers
+    (`AlignSpec(**spec.to_dict())`). Its settings are the experiment schema's sections, checked when
+    the experiment is loaded (xsweep/config), never again here."""
 
     backbone_path: str
     """Local folder (or hub id in the local cache) of the frozen encoder."""
@@ -135,15 +73,23 @@ class AlignSpec:
     the epoch checkpoints; rank 0 writes it."""
     sources: list[ParallelSource]
     """The parallel data."""
-    config: AlignConfig = field(default_factory=AlignConfig)
+    align: AlignStageConfig = field(default_factory=AlignStageConfig)
+    """The hyperparameters: epochs, batch_size, lr, warmup_ratio, temperature, mask_probability,
+    max_segments, max_seq_len, seed. Its data and resource keys are the sweep's; the run reads
+    `sources` and is given its workers."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """The prompt trained: kind, length, dropout, shift_positions, reparam_hidden (not init_from)."""
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    """How the frozen encoder runs: dropout, attn_implementation (its weights: `backbone_path`)."""
     label: str = "align"
     """Readable part of the Ray run name (the rest is a digest of the spec)."""
 
     def __post_init__(self) -> None:
         # Absolute paths from the start: Ray workers do not share the driver's working directory,
         # and the digest (which names the run and guards its checkpoints) must not depend on it.
-        if isinstance(self.config, dict):
-            self.config = AlignConfig(**self.config)
+        for name, section in (("align", AlignStageConfig), ("prompt", PromptConfig), ("backbone", BackboneConfig)):
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, section(**getattr(self, name)))
         sources = [s if isinstance(s, ParallelSource) else ParallelSource(**s) for s in self.sources]
         self.sources = [ParallelSource(**{**asdict(s), "path": _local(s.path), "target_path": _local(s.target_path)})
                         for s in sources]
@@ -156,8 +102,20 @@ class AlignSpec:
     def digest(self) -> str:
         """Identifies what is trained (backbone, data, hyperparameters), not where it is written."""
         what = {"backbone": self.backbone_path, "sources": [_source_identity(s) for s in self.sources],
-                "config": asdict(self.config)}
+                "config": self.hyperparameters()}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What the run trains with, flat, under the names the digest has always hashed (those of
+        the AlignConfig that held them before they came from the experiment schema): finished runs
+        are found by the digest, so these names and this set stay as they are."""
+        a, p, b = self.align, self.prompt, self.backbone
+        return {"prompt_kind": p.kind, "prompt_length": p.length, "prompt_dropout": p.dropout,
+                "shift_positions": p.shift_positions, "reparam_hidden": p.reparam_hidden,
+                "backbone_dropout": b.dropout, "attn_implementation": b.attn_implementation,
+                "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "warmup_ratio": a.warmup_ratio,
+                "temperature": a.temperature, "mask_probability": a.mask_probability,
+                "max_segments": a.max_segments, "max_seq_len": a.max_seq_len, "seed": a.seed}
 
 
 def _source_identity(source: ParallelSource) -> dict[str, Any]:
@@ -196,6 +154,16 @@ class AlignResult:
     def prompt_dir(self) -> Path:
         """The folder `load_prompt_for_apt` (and `prompt.init_from`) takes."""
         return Path(self.output_dir)
+
+
+def aligned_corpus(prompt_dir: str | Path) -> str | None:
+    """What the prompt in `prompt_dir` was aligned on (`xsgd`, `tatoeba`, a .tsv's name; several
+    joined by `+`), from its alignment run's align.json; None for a prompt without one."""
+    try:
+        spec = json.loads((Path(prompt_dir) / RESULT_FILE).read_text(encoding="utf-8"))["spec"]
+        return "+".join(ParallelSource(**source).corpus for source in spec["sources"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_alignment_result(output_dir: str | Path, *, reused: bool = False) -> AlignResult:
@@ -258,21 +226,20 @@ class AlignModule(nn.Module):
 
 def build_align_module(spec: AlignSpec, device: torch.device | str = "cpu"):
     """Load the backbone and build a fresh AlignModule for `spec` (seeded); returns (module, tokenizer)."""
-    cfg = spec.config
-    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.attn_implementation)
+    cfg, p = spec.align, spec.prompt
+    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=spec.backbone.attn_implementation)
     if tokenizer.mask_token_id is None:
         raise XsweepError("the backbone's tokenizer has no mask token, so MLM cannot run", where=spec.backbone_path,
                           fix="use an encoder whose tokenizer defines <mask> / [MASK]")
     encoder.to(device)
     torch.manual_seed(cfg.seed)  # the same initial prompt and head on every worker
-    prompt = build_prompt(cfg.prompt_kind, backbone_info(encoder), cfg.prompt_length, encoder,
-                          dropout=cfg.prompt_dropout, reparam_hidden=cfg.reparam_hidden,
-                          shift_positions=cfg.shift_positions)
+    prompt = build_prompt(p.kind, backbone_info(encoder), p.length, encoder, dropout=p.dropout,
+                          reparam_hidden=p.reparam_hidden, shift_positions=p.shift_positions)
     head, pretrained = load_mlm_head(encoder, spec.backbone_path)
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_probability)
     masking.vocab_size = min(masking.vocab_size, encoder.get_input_embeddings().num_embeddings)
     module = AlignModule(encoder, prompt, head.to(device), head_trainable=not pretrained, masking=masking,
-                         backbone_dropout=cfg.backbone_dropout, temperature=cfg.temperature)
+                         backbone_dropout=spec.backbone.dropout, temperature=cfg.temperature)
     return module.to(device), tokenizer
 
 
@@ -290,7 +257,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
     gives. Under torch.distributed (Ray Train) every worker calls this; only rank 0 writes files.
     """
     started = time.perf_counter()
-    cfg, out = spec.config, Path(spec.output_dir)
+    cfg, out = spec.align, Path(spec.output_dir)
     rank, world = _rank_and_world()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     finished = _broadcast(finished_result(spec) if rank == 0 else None)

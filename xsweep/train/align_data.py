@@ -46,6 +46,12 @@ class ParallelSource:
     (every language in the files)."""
     lines_per_document: int = 1
     """lines and tsv: consecutive lines grouped into one document, so spans of 1-4 can be drawn."""
+
+    @property
+    def corpus(self) -> str:
+        """The data's name in records and reports: `xsgd`, `tatoeba` (their folders in the data
+        root), or the name of the .tsv or target-language file."""
+        return Path(self.target_path if self.kind == "lines" and self.target_path else self.path).name
     max_pairs: int | None = None
     """At most this many aligned segments (turn or sentence pairs) of this source, a fixed sample
     (`cap_pairs`); None: all of them."""

@@ -67,9 +67,7 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None, *, writer: T
     cfg: ExperimentConfig = from_dict(spec.config, source=f"trial {spec.trial_id}")
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
-                         lr=cfg.optim.lr, seed=cfg.seed, metric=METRICS[cfg.head.kind], config=spec.config,
-                         worker=f"{socket.gethostname()}:{os.getpid()}")
+    record = new_record(spec, cfg)
     try:
         checkpoint = _read_checkpoint(trial_dir / CHECKPOINT_FILE, spec)
     except XsweepError as exc:
@@ -96,6 +94,13 @@ def run_downstream(spec: TrialSpec, report: Reporter | None = None, *, writer: T
         # Final: the best prompt and head are in best/, and a finished trial is never resumed.
         (trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return record
+
+
+def new_record(spec: TrialSpec, cfg: ExperimentConfig) -> TrialRecord:
+    """The record of a trial about to start: who it is, what it trains, and where it runs."""
+    return TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
+                       lr=cfg.optim.lr, seed=cfg.seed, metric=METRICS[cfg.head.kind], config=spec.config,
+                       aligned_on=spec.aligned_on, worker=f"{socket.gethostname()}:{os.getpid()}")
 
 
 class _Clock:
@@ -285,4 +290,4 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.opt
     return state["epoch"], state["step"], state["since_best"], best
 
 
-__all__ = ["run_downstream", "seed_everything", "CHECKPOINT_FILE"]
+__all__ = ["run_downstream", "new_record", "seed_everything", "CHECKPOINT_FILE"]

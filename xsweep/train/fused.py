@@ -29,8 +29,6 @@ is small; on a CPU, compute-bound, it only costs the same (bench/bench_fused.py)
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +47,12 @@ from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trai
 from xsweep.models.prompts import InputPrompt, LayerPrompt, encode_plain, position_ids, prefix_attention_mask
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.train.batches import batch_order, pad
-from xsweep.train.downstream import seed_everything
+from xsweep.train.downstream import new_record, seed_everything
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
 from xsweep.trial_log import TrialWriter
 from xsweep.train.evaluate import evaluate_locales, trial_device
-from xsweep.train.tasks import METRICS, IntentSplit, IntentTask, make_task, read_examples, sample_training, \
+from xsweep.train.tasks import IntentSplit, IntentTask, make_task, read_examples, sample_training, \
     task_labels
 
 
@@ -157,9 +155,7 @@ def _build_member(spec: TrialSpec, cfg: ExperimentConfig, report: Reporter, writ
     numbers in the same order (the backbone is loaded already, which draws none)."""
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    record = TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
-                         lr=cfg.optim.lr, seed=cfg.seed, metric=METRICS[cfg.head.kind], config=spec.config,
-                         worker=f"{socket.gethostname()}:{os.getpid()}")
+    record = new_record(spec, cfg)
     write_record(record, trial_dir)
     seed_everything(cfg.seed)
     locale = cfg.data.train_locale

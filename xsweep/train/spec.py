@@ -37,6 +37,8 @@ class TrialSpec:
     """Also test every locale of `eval_locales` at each dev evaluation, into TensorBoard as
     `test_curve/<locale>/<metric>` (the test score over training, for analysis; and the naive
     protocol of bench/bench_sweep.py's baseline). The kept best is still tested at the end."""
+    aligned_on: str | None = None
+    """APT: the parallel data its starting prompt (`prompt.init_from`) was aligned on; the record says so."""
     stop_after_epoch: int | None = None
     """Pause after the dev evaluation (and checkpoint) at this epoch, untested, with status
     `paused`; run again with a later stop, or None, to continue (sweep.pruning's milestones)."""
