@@ -7,6 +7,7 @@ pack trials into one actor, and a bad input found in a trial ends it without a r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,50 @@ def test_trials_in_one_process_load_the_backbone_once_with_the_results_of_a_fres
     assert shared.test_scores == pytest.approx(fresh.test_scores, abs=1e-6)
 
 
-def test_fine_tuning_trials_load_their_own_backbone():
-    # FT trains the encoder: a shared copy would carry its weights over to the next trial.
-    assert hosting.backbone_loader("ft") is downstream.load_backbone
-    assert hosting.backbone_loader("apt") is hosting.cached_backbone
+def test_a_fine_tuned_backbone_never_reaches_the_next_trial(tmp_path, monkeypatch):
+    """An FT trial then a PT trial in one process, each through the Tune trainable (`run_trial`, as a
+    reused actor runs them): FT trains its encoder's weights, and the PT trial after it still gets
+    the backbone bit for bit as it is on disk."""
+    import ray.tune
+
+    from xsweep.models.backbone import load_backbone
+    from xsweep.sweep.fusion import MEMBER_KEY
+    from xsweep.sweep.trial import run_trial
+
+    reports: list[dict] = []
+    monkeypatch.setattr(ray.tune, "report", reports.append)  # outside Tune: keep what the trial reports
+    encoders: dict[str, torch.nn.Module] = {}  # the encoder each trial was given, by method
+    real_run = downstream.run_downstream
+
+    def observed(spec, *args, load_backbone, **kwargs):
+        def load(*a, **k):
+            encoder, tokenizer = load_backbone(*a, **k)
+            encoders[spec.config["method"]] = encoder
+            return encoder, tokenizer
+        return real_run(spec, *args, load_backbone=load, **kwargs)
+
+    monkeypatch.setattr(downstream, "run_downstream", observed)
+    cfg = load_config(experiment(tmp_path, "ftpt"),
+                      ["optim.epochs=1", "sweep.grid={variant: [{method: ft, prompt.kind: none, optim.lr: 1.0e-3}, {method: pt}]}"])
+    ft, pt = plan_trials(cfg, tmp_path / "run", prepare_inputs(cfg, log=lambda _: None))
+    assert (ft.config["method"], pt.config["method"]) == ("ft", "pt")
+    hosting.forget_backbones()  # as in a fresh actor
+    threads = torch.get_num_threads()  # run_trial sets the actor's thread count
+    try:
+        for spec in (ft, pt):
+            run_trial({"specs": [dataclasses.asdict(spec)], "resources": {"cpus_per_trial": 1}})
+    finally:
+        torch.set_num_threads(threads)
+    assert {read_record(Path(s.trial_dir) / "record.json").status for s in (ft, pt)} == {"completed"}
+    assert {r[MEMBER_KEY] for r in reports} == {ft.trial_id, pt.trial_id}  # each reported to Tune
+
+    on_disk = load_backbone(pt.backbone_path)[0].state_dict()
+    tuned = encoders["ft"].state_dict()
+    assert any(not torch.equal(tuned[k], on_disk[k]) for k in on_disk), "the FT trial did not train its encoder"
+    given = encoders["pt"].state_dict()
+    assert given.keys() == on_disk.keys()
+    changed = [k for k in on_disk if not torch.equal(given[k], on_disk[k])]
+    assert not changed, f"the PT trial got fine-tuned weights: {changed[:5]}"
 
 
 def test_trial_resources_take_fractions_and_refuse_data_parallel_workers(tmp_path):
