@@ -15,13 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig, from_dict
 from xsweep.data.parallel import AlignmentPair
 from xsweep.data.synth import demo_corpus, write_demo_data
 from xsweep.errors import XsweepError
 from xsweep.models.builtin import build_builtin_backbone
 from xsweep.models.prompted import build_intent_model, load_prompt_for_apt
 from xsweep.train.align import (
-    AlignConfig,
     AlignSpec,
     build_align_module,
     latest_checkpoint,
@@ -66,13 +66,14 @@ def bare_backbone(tmp_path_factory, tiny_backbone) -> Path:
     return folder
 
 
-def xsgd_spec(backbone: Path, out: Path, demo: Path, **config) -> AlignSpec:
-    """A small alignment spec on the demo XSGD dialogues; dropout off so runs are comparable."""
-    settings = dict(prompt_length=4, epochs=3, batch_size=16, lr=1e-2, prompt_dropout=0.0,
-                    backbone_dropout=False, max_seq_len=48)
+def xsgd_spec(backbone: Path, out: Path, demo: Path, *, prompt: dict | None = None, **align) -> AlignSpec:
+    """A small alignment spec on the demo XSGD dialogues; dropout off so runs are comparable.
+    `prompt`: PromptConfig settings; `align`: AlignStageConfig settings."""
     return AlignSpec(backbone_path=str(backbone), output_dir=str(out),
                      sources=[ParallelSource(kind="xsgd", path=str(demo / "xsgd"), targets=["de", "es"])],
-                     config=AlignConfig(**{**settings, **config}), label="test")
+                     align=AlignStageConfig(**{"epochs": 3, "batch_size": 16, "lr": 1e-2, "max_seq_len": 48, **align}),
+                     prompt=PromptConfig(**{"length": 4, "dropout": 0.0, **(prompt or {})}),
+                     backbone=BackboneConfig(dropout=False), label="test")
 
 
 class Interrupted(RuntimeError):
@@ -111,7 +112,7 @@ def test_resume_from_an_epoch_checkpoint_gives_the_uninterrupted_result(tmp_path
 
 @pytest.mark.timeout(120)
 def test_outputs_describe_the_prompt_and_load_for_apt(tmp_path, demo, tiny_backbone, one_thread):
-    spec = xsgd_spec(tiny_backbone, tmp_path / "aligned", demo, epochs=1, prompt_length=4)
+    spec = xsgd_spec(tiny_backbone, tmp_path / "aligned", demo, epochs=1, prompt={"length": 4})
     result = run_alignment(spec, log=lambda _: None)
     out = Path(result.output_dir)
     summary = json.loads((out / "align.json").read_text())
@@ -188,24 +189,55 @@ def test_workers_train_disjoint_shards_of_the_same_global_batches():
 
 @pytest.mark.timeout(30)
 def test_config_rejects_what_alignment_cannot_train():
-    with pytest.raises(XsweepError, match="alignment trains a prompt"):
-        AlignConfig(prompt_kind="none")
-    with pytest.raises(XsweepError) as error:
-        AlignConfig(batch_size=1)
-    assert error.value.where == "align.batch_size"
-    with pytest.raises(XsweepError):
-        AlignConfig(warmup_ratio=1.0)
-    assert AlignConfig() == AlignConfig(epochs=10, batch_size=64, lr=1e-3, warmup_ratio=0.1, temperature=0.05)
+    """The experiment schema checks alignment's settings, once; AlignSpec takes them as given."""
+    def aligned(**align):
+        return from_dict({"method": "apt", "align": {"data": "demo", **align}})
+
+    with pytest.raises(XsweepError, match="trains a prompt"):
+        from_dict({"method": "apt", "prompt": {"kind": "none"}, "align": {"data": "demo"}})
+    with pytest.raises(XsweepError, match="at least 2 pairs per batch") as error:
+        aligned(batch_size=1)
+    assert error.value.where.endswith("(align.batch_size)")
+    for key, value, what in (("warmup_ratio", 1.0, r"warmup_ratio must be in \[0, 1\)"),
+                             ("temperature", 0.0, "temperature must be positive"),
+                             ("mask_probability", 1.0, r"mask_probability must be in \(0, 1\)"),
+                             ("max_segments", 0, "max_segments must be at least 1")):
+        with pytest.raises(XsweepError, match=what) as error:
+            aligned(**{key: value})
+        assert error.value.where.endswith(f"(align.{key})")
+    assert AlignStageConfig() == AlignStageConfig(epochs=10, batch_size=64, lr=1e-3, warmup_ratio=0.1,
+                                                  temperature=0.05)
     spec = AlignSpec(backbone_path="b", output_dir="o", sources=[{"kind": "xsgd", "path": "x"}],
-                     config={"prompt_length": 8})
-    assert isinstance(spec.sources[0], ParallelSource) and spec.config.prompt_length == 8
+                     prompt={"length": 8})
+    assert isinstance(spec.sources[0], ParallelSource) and spec.prompt.length == 8
     assert AlignSpec(**spec.to_dict()).digest() == spec.digest()
     assert AlignSpec(**{**spec.to_dict(), "output_dir": "elsewhere"}).digest() == spec.digest()
 
 
+@pytest.mark.timeout(30)
+def test_a_spec_keeps_the_digest_its_finished_runs_are_found_by():
+    """A finished alignment run is found on disk by its spec's digest. These values were computed
+    before the settings moved from train/align.py's own AlignConfig to the experiment schema's
+    align, prompt and backbone sections: the same settings must keep naming the same runs."""
+    def spec(**sections) -> AlignSpec:
+        return AlignSpec(backbone_path="xlm-roberta-large", output_dir="o", **sections)
+
+    paper = spec(sources=[ParallelSource(kind="xsgd", path="s3://bucket/xsgd", targets=["de", "es"])])
+    assert paper.digest() == "618e7104bfb6"
+    custom = spec(sources=[ParallelSource(kind="tatoeba", path="s3://bucket/tatoeba", targets=["deu"], max_pairs=100)],
+                  align=AlignStageConfig(epochs=3, batch_size=16, lr=1e-2, max_seq_len=48, seed=1),
+                  prompt=PromptConfig(kind="input", length=8, dropout=0.0, shift_positions=False, reparam_hidden=64),
+                  backbone=BackboneConfig(dropout=False, attn_implementation="eager"))
+    assert custom.digest() == "db302a0d32a7"
+    # What the digest does not hash: the stage's data keys (in `sources`), resources, init_from.
+    elsewhere = AlignStageConfig(epochs=3, batch_size=16, lr=1e-2, max_seq_len=48, seed=1, data="tatoeba",
+                                 num_workers=2, retrieval="demo")
+    assert AlignSpec(**{**custom.to_dict(), "align": elsewhere}).digest() == "db302a0d32a7"
+
+
 @pytest.mark.timeout(60)
 def test_input_prompts_align_and_load_for_apt_too(tmp_path, demo, tiny_backbone, one_thread):
-    spec = xsgd_spec(tiny_backbone, tmp_path / "input", demo, prompt_kind="input", prompt_length=3, epochs=1)
+    spec = xsgd_spec(tiny_backbone, tmp_path / "input", demo, prompt={"kind": "input", "length": 3}, epochs=1)
     result = run_alignment(spec, log=lambda _: None)
     assert result.summary["prompt"]["kind"] == "input"
     assert result.summary["position_convention"].startswith("soft tokens after <s>")

@@ -19,9 +19,10 @@ from __future__ import annotations
 import pytest
 
 from test_align import demo, one_thread  # noqa: F401 (fixtures)
+from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig
 from xsweep.data.tatoeba import read_tatoeba
 from xsweep.models.checkpoint import load_prompt_for_apt
-from xsweep.train.align import AlignConfig, AlignSpec, build_align_module, run_alignment
+from xsweep.train.align import AlignSpec, build_align_module, run_alignment
 from xsweep.train.align_data import ParallelSource, retrieval_accuracy_between
 
 TRAIN_PAIRS = 200  # per language; the rest of the 300 demo pairs are held apart for retrieval
@@ -44,8 +45,8 @@ def test_alignment_lowers_both_losses_and_improves_retrieval(tmp_path, demo, one
         sources.append(ParallelSource(kind="lines", path=str(english), target_path=str(other), lang=iso3))
         held_apart[iso3] = (pairs.sentences[TRAIN_PAIRS:], pairs.english[TRAIN_PAIRS:])
     spec = AlignSpec(backbone_path=minilm_path(), output_dir=str(tmp_path / "aligned"), sources=sources,
-                     config=AlignConfig(prompt_kind="layer", prompt_length=16, epochs=3, batch_size=16, lr=3e-2,
-                                        max_seq_len=48, prompt_dropout=0.0, backbone_dropout=False))
+                     align=AlignStageConfig(epochs=3, batch_size=16, lr=3e-2, max_seq_len=48),
+                     prompt=PromptConfig(kind="layer", length=16, dropout=0.0), backbone=BackboneConfig(dropout=False))
     result = run_alignment(spec, log=print)
 
     first, last = result.epochs[0], result.epochs[-1]

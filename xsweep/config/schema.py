@@ -343,13 +343,21 @@ class AlignStageConfig:
     .tsv or Tatoeba file): a fixed sample of whole documents, the same for every seed. Gives two
     corpora the same size, as the paper's XSGD-vs-OPUS table does. None: all of the data."""
     epochs: int = 10
-    """Passes over the documents (each draws one span of 1-4 turns per dialogue)."""
+    """Passes over the documents (each draws one span of 1 to `max_segments` turns per dialogue)."""
     batch_size: int = 64
     """Pairs per optimiser step over all workers (32 for XLM-R XL in the paper)."""
     lr: float = 1e-3
-    """Peak Adam learning rate (10% warm-up, then linear decay)."""
+    """Peak Adam learning rate (linear warm-up over `warmup_ratio` of the steps, then linear decay to 0)."""
+    warmup_ratio: float = 0.1
+    """Fraction of all steps over which the learning rate rises linearly from 0."""
     max_seq_len: int = 128
     """Tokens per side of a pair, specials included."""
+    temperature: float = 0.05
+    """InfoNCE temperature on cosine similarities (dimensionless)."""
+    mask_probability: float = 0.15
+    """Fraction of each sequence's maskable tokens chosen for MLM (BERT's 80/10/10 split)."""
+    max_segments: int = 4
+    """Pairs join 1 to this many consecutive turns (or lines)."""
     seed: int = 0
     """Seed of the alignment run (prompt initialisation, spans, masking, dropout)."""
     retrieval: str | None = None
@@ -378,6 +386,16 @@ class AlignStageConfig:
         if not self.lr > 0 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0 or self.max_seq_len < 4:
             fail("align", "align needs lr > 0, cpus_per_worker > 0, gpus_per_worker >= 0, max_seq_len >= 4",
                  "e.g. lr: 1e-3, cpus_per_worker: 1, gpus_per_worker: 0, max_seq_len: 128")
+        if self.max_segments < 1:
+            fail("align.max_segments", f"max_segments must be at least 1, got {self.max_segments}",
+                 "set align.max_segments to a positive integer")
+        if not 0 <= self.warmup_ratio < 1:
+            fail("align.warmup_ratio", f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}", "use 0.1")
+        if not self.temperature > 0:
+            fail("align.temperature", f"temperature must be positive, got {self.temperature}", "use 0.05")
+        if not 0 < self.mask_probability < 1:
+            fail("align.mask_probability", f"mask_probability must be in (0, 1), got {self.mask_probability}",
+                 "use 0.15")
         if self.retrieval and not self.data:
             fail("align.retrieval", "align.retrieval scores aligned prompts, but there is no alignment stage",
                  "set align.data too, or remove align.retrieval")

@@ -48,7 +48,7 @@ def alignment_worker(loop_config: dict[str, Any]) -> None:
 def ray_run_name(spec: AlignSpec) -> str:
     """Stable (no timestamp): the same spec finds its earlier run, and its checkpoints, in storage."""
     label = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.label)[:40] or "align"
-    return f"{label}-{spec.config.prompt_kind}{spec.config.prompt_length}-{spec.digest()}"
+    return f"{label}-{spec.prompt.kind}{spec.prompt.length}-{spec.digest()}"
 
 
 def align_on_ray(spec: AlignSpec, num_workers: int, cpus_per_worker: float, storage_path: str | Path, *,

@@ -41,11 +41,10 @@ def score_stage(stage: AlignStage, folder: Path, languages: list[str], max_len: 
 
     spec = stage.spec
     # Every stage of a sweep shares its frozen backbone: loaded once, not once per prompt length.
-    encoder, tokenizer = cached_backbone(spec.backbone_path, attn_implementation=spec.config.attn_implementation)
-    model = build_intent_model(encoder, method="apt", prompt_kind=spec.config.prompt_kind,
-                               prompt_length=spec.config.prompt_length, num_labels=1,
-                               shift_positions=spec.config.shift_positions,
-                               reparam_hidden=spec.config.reparam_hidden)
+    encoder, tokenizer = cached_backbone(spec.backbone_path, attn_implementation=spec.backbone.attn_implementation)
+    model = build_intent_model(encoder, method="apt", prompt_kind=spec.prompt.kind, prompt_length=spec.prompt.length,
+                               num_labels=1, shift_positions=spec.prompt.shift_positions,
+                               reparam_hidden=spec.prompt.reparam_hidden)
     load_prompt_for_apt(model, stage.output_dir)
     model.eval()
 

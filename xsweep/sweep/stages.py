@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from xsweep.config import AlignStageConfig, ExperimentConfig, to_dict
+from xsweep.config import AlignStageConfig, ExperimentConfig, PromptConfig, to_dict
 from xsweep.errors import XsweepError
 from xsweep.sweep.preflight import trial_configs
 
@@ -229,16 +229,15 @@ def stages_root(cfg: ExperimentConfig) -> Path:
 
 def _align_spec(cfg: ExperimentConfig, shape: PromptShape, a: AlignStageConfig, backbone_path: str,
                 demo_dir: Path | None):
-    from xsweep.train.align import AlignConfig, AlignSpec
+    from xsweep.train.align import AlignSpec
 
-    config = AlignConfig(prompt_kind=shape.kind, prompt_length=shape.length, prompt_dropout=cfg.prompt.dropout,
-                         shift_positions=shape.shift_positions, reparam_hidden=shape.reparam_hidden,
-                         backbone_dropout=cfg.backbone.dropout, attn_implementation=cfg.backbone.attn_implementation,
-                         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_seq_len=a.max_seq_len, seed=a.seed)
+    prompt = PromptConfig(kind=shape.kind, length=shape.length, dropout=cfg.prompt.dropout,
+                          shift_positions=shape.shift_positions, reparam_hidden=shape.reparam_hidden)
     # The digest names the folder; it is independent of where the spec says it writes.
     with tempfile.TemporaryDirectory() as scratch:
         spec = AlignSpec(backbone_path=backbone_path, output_dir=scratch, sources=[_source(a, demo_dir)],
-                         config=config, label=cfg.name)
+                         align=dataclasses.replace(a), prompt=prompt, backbone=dataclasses.replace(cfg.backbone),
+                         label=cfg.name)
         digest = spec.digest()
     folder = stages_root(cfg) / f"align-{shape.kind}{shape.length}-{digest}"
     return dataclasses.replace(spec, output_dir=str(folder))
