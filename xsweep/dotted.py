@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from xsweep.errors import XsweepError
+
 
 def flatten(tree: dict[str, Any], *, keep_whole: tuple[str, ...] = (), prefix: str = "") -> dict[str, Any]:
     """Dotted key -> leaf value. Non-empty mappings are descended into, except those whose dotted
@@ -17,3 +19,16 @@ def flatten(tree: dict[str, Any], *, keep_whole: tuple[str, ...] = (), prefix: s
         else:
             flat[name] = value
     return flat
+
+
+def set_dotted(raw: dict, key: str, value: Any, *, where: str) -> None:
+    """Set `a.b.c` in a nested dict, creating levels; the checks happen in `from_dict`."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise XsweepError(f"cannot set {key!r}: {part!r} is not a section", where=where,
+                              fix=f"check the key; {part!r} holds a value, not sub-keys")
+        node = child
+    node[parts[-1]] = value

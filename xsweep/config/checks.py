@@ -8,11 +8,14 @@ a user sees.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
-from xsweep.config.coerce import try_coerce, where
+from xsweep.config.coerce import build, try_coerce, where
 from xsweep.config.grid import axis_value, grid_points
 from xsweep.config.schema import ExperimentConfig, Fail, can_fuse
+from xsweep.dotted import set_dotted
 from xsweep.errors import XsweepError
 
 
@@ -184,14 +187,11 @@ def _check_optuna(cfg: ExperimentConfig, fail: Fail) -> None:
 def _probe(cfg: ExperimentConfig, values: dict[str, Any], *, where: str, source: str, drop_sweep: bool) -> None:
     """Build `cfg` with dotted `values` set, checking it as a config of its own. `drop_sweep`: the
     whole sweep section goes (an Optuna point), else only its grid (a grid value)."""
-    # Loading builds configs with these checks, so it is imported when a probe runs, not before.
-    from xsweep.config.loading import from_dict, set_dotted, to_dict
-
-    probe = to_dict(cfg)
+    probe = copy.deepcopy(dataclasses.asdict(cfg))
     if drop_sweep:
         probe["sweep"] = {}
     else:
         probe["sweep"]["grid"] = {}
     for dotted, item in values.items():
         set_dotted(probe, dotted, item, where=where)
-    from_dict(probe, source=source)
+    check_experiment(build(ExperimentConfig, probe, "", source, {}), source, {})

@@ -18,6 +18,7 @@ import yaml
 from xsweep.config.checks import check_experiment
 from xsweep.config.coerce import build
 from xsweep.config.schema import NAMED_ALIGN_DATA, NAMED_DATA, ExperimentConfig
+from xsweep.dotted import set_dotted
 from xsweep.errors import XsweepError
 
 
@@ -101,19 +102,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         parsed = value
     return key, parsed
-
-
-def set_dotted(raw: dict, key: str, value: Any, *, where: str) -> None:
-    """Set `a.b.c` in a nested dict, creating levels; the checks happen in `from_dict`."""
-    parts = key.split(".")
-    node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise XsweepError(f"cannot set {key!r}: {part!r} is not a section", where=where,
-                              fix=f"check the key; {part!r} holds a value, not sub-keys")
-        node = child
-    node[parts[-1]] = value
 
 
 def with_overrides(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
