@@ -21,7 +21,8 @@ from xsweep.objectives.alignment import MaskingSpec, alignment_loss
 from xsweep.objectives.contrastive import info_nce
 from xsweep.objectives.mlm import IGNORE, mask_tokens
 from xsweep.objectives.nli import ENTAILMENT, OUT_OF_SCOPE, intent_hypothesis, nli_pairs, nli_predict
-from xsweep.objectives.slots import first_subtoken_labels, word_predictions
+from xsweep.data.encode import first_subtoken_labels
+from xsweep.objectives.slots import word_predictions
 from test_prompts_reference import batch_with_padding, tiny_encoder
 
 SPECIALS = [0, 1, 2, 3, 4]  # <s> <pad> </s> <unk> <mask>

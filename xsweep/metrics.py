@@ -14,11 +14,14 @@ OUTSIDE = "Other"  # MASSIVE's label for words outside every slot
 
 
 def intent_accuracy(predicted: Sequence[int] | torch.Tensor, gold: Sequence[int] | torch.Tensor) -> float:
-    """Fraction of exact matches; an out-of-scope prediction (-1) counts as wrong unless gold is -1."""
+    """Fraction of exact matches, as an exact ratio (the same number however it is recomputed from
+    the predictions files). -1 is out of scope: a -1 prediction is right only for a -1 gold (SGD);
+    a gold intent the label map does not know (-1, MASSIVE) is always wrong. Empty is an error."""
     predicted, gold = torch.as_tensor(predicted), torch.as_tensor(gold)
     if predicted.shape != gold.shape or predicted.numel() == 0:
-        raise XsweepError(f"cannot score {predicted.numel()} predictions against {gold.numel()} gold labels")
-    return (predicted == gold).float().mean().item()
+        raise XsweepError(f"cannot score {predicted.numel()} predictions against {gold.numel()} gold labels",
+                          fix="check the data's partitions")
+    return int((predicted == gold).sum()) / gold.numel()
 
 
 def to_bio(labels: Sequence[str], outside: str = OUTSIDE) -> list[str]:

@@ -23,20 +23,24 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from xsweep.data.massive import MassiveExample, locale_file, parse_annot_utt, read_massive
+from xsweep.digest import file_sha256
 from xsweep.errors import XsweepError
 from xsweep.paths import cache_dir
 
 ENCODE_VERSION = 1
-IGNORE = -100  # label of tokens the slot loss skips
+IGNORE = -100
+"""Label of the tokens the slot loss skips (cross_entropy's ignore_index): all but each word's first."""
 _DONE = "xsweep-complete.json"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def first_subtoken_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
+    """word_ids: the tokenizer's `word_ids()` of one sequence (None for specials). Returns one label
+    per token: the word's label at its first sub-token, IGNORE elsewhere."""
+    out, previous = [], None
+    for word in word_ids:
+        out.append(word_labels[word] if word is not None and word != previous else IGNORE)
+        previous = word
+    return out
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -94,13 +98,7 @@ def _encode_rows(rows: list[MassiveExample], tokenizer: Any, max_seq_len: int,
         labels_per_row.append([slot_index[lab] for lab in labels])
     enc = tokenizer(words_per_row, is_split_into_words=True, truncation=True,
                     max_length=max_seq_len)
-    token_labels = []
-    for i, labels in enumerate(labels_per_row):
-        previous, row = None, []
-        for word in enc.word_ids(i):
-            row.append(IGNORE if word is None or word == previous else labels[word])
-            previous = word
-        token_labels.append(row)
+    token_labels = [first_subtoken_labels(enc.word_ids(i), labels) for i, labels in enumerate(labels_per_row)]
     columns["input_ids"] = enc["input_ids"]
     columns["slot_labels"] = token_labels
     return columns

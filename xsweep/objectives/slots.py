@@ -2,7 +2,8 @@
 
 Labels are MASSIVE's per-word slot names (`Other` outside slots), not BIO: span F1 merges adjacent
 equal labels afterwards (xsweep.metrics.slot_f1). Only a word's first sub-token carries its label;
-the other sub-tokens, specials and padding are IGNORE.
+the other sub-tokens, specials and padding are IGNORE. Word labels become token labels when the
+data is encoded (data.encode.first_subtoken_labels); this module reads predictions back the same way.
 """
 
 from __future__ import annotations
@@ -12,17 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
-
-
-def first_subtoken_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
-    """word_ids: the tokenizer's `word_ids()` of one sequence (None for specials). Returns one label
-    per token: the word's label at its first sub-token, IGNORE elsewhere."""
-    out, previous = [], None
-    for word in word_ids:
-        out.append(word_labels[word] if word is not None and word != previous else IGNORE)
-        previous = word
-    return out
+from xsweep.data.encode import IGNORE
 
 
 def slot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

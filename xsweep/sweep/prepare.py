@@ -5,7 +5,6 @@ Done once in the driver, so trials never race to generate demo data or train the
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Callable
 from xsweep.atomic import write_json
 from xsweep.config import ExperimentConfig
 from xsweep.data.massive import available_locales, locale_file
+from xsweep.digest import file_sha256
 from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT, cache_dir, data_root
 from xsweep.sweep.preflight import check_aligned_prompts, check_backbone, check_data
@@ -159,14 +159,6 @@ def resolve_backbone(cfg: ExperimentConfig, data_dir: Path, log: Callable[[str],
     return str(build_builtin_backbone(corpus, **BUILTIN_SPECS[kind], log=log))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _git_commit() -> str | None:
     try:
         commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
@@ -210,7 +202,7 @@ def write_manifest(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
         "xsweep_git_commit": _git_commit(),
         "backbone": {"name": cfg.backbone.name, "path": inputs.backbone_path},
         "data_dir": str(inputs.data_dir),
-        "data_files": {_file_name(p, inputs.data_dir, cfg): sha256_of(p) for p in inputs.data_files},
+        "data_files": {_file_name(p, inputs.data_dir, cfg): file_sha256(p) for p in inputs.data_files},
         "eval_locales": inputs.eval_locales,
     }
     path = run_dir / "manifest.json"

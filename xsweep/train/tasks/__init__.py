@@ -17,7 +17,7 @@ from xsweep.data.sgd import read_locale_examples, sample_training_examples
 from xsweep.errors import XsweepError
 from xsweep.train.tasks.intent import IntentSplit, IntentTask
 from xsweep.train.tasks.nli import NliSplit, NliTask
-from xsweep.train.tasks.protocol import METRICS, Evaluation, Task, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, Task, eval_mode, model_options
 from xsweep.train.tasks.sgd import OUT_OF_SCOPE_THRESHOLD, SgdSplit, SgdTask
 from xsweep.train.tasks.slot import SlotSplit, SlotTask
 
@@ -69,5 +69,5 @@ def sample_training(cfg: ExperimentConfig, train: Sequence[Any], path: Path) -> 
 
 
 __all__ = ["METRICS", "OUT_OF_SCOPE_THRESHOLD", "TASKS", "Evaluation", "IntentSplit", "IntentTask", "NliSplit",
-           "NliTask", "SgdSplit", "SgdTask", "SlotSplit", "SlotTask", "Task", "accuracy", "eval_mode", "make_task",
+           "NliTask", "SgdSplit", "SgdTask", "SlotSplit", "SlotTask", "Task", "eval_mode", "make_task",
            "model_options", "read_examples", "sample_training", "task_kind", "task_labels"]

@@ -9,9 +9,10 @@ import torch
 
 from xsweep.config import ExperimentConfig
 from xsweep.data.massive import MassiveExample, intent_labels
+from xsweep.metrics import intent_accuracy
 from xsweep.models.prompted import PromptedModel, build_intent_model
 from xsweep.train.batches import Batch, EncodedSplit, collate, encode_split, iter_batches, length_batches
-from xsweep.train.tasks.protocol import METRICS, Evaluation, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
 @dataclass
@@ -63,7 +64,7 @@ class IntentTask:
             for indices in length_batches(lengths, batch_size):  # far less padding than file order
                 batch = collate(split.encoded, indices, device)
                 predicted[indices] = model(batch.input_ids, batch.attention_mask).argmax(-1).cpu()
-        score = accuracy(predicted, split.encoded.labels)
+        score = intent_accuracy(predicted, split.encoded.labels)
         rows = [{"id": row.id, "utt": row.utt, "gold": row.intent, "predicted": self.intents[p]}
                 for row, p in zip(split.rows, predicted.tolist())]
         return Evaluation(score, rows)

@@ -22,10 +22,11 @@ import torch
 from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
 from xsweep.data.massive import MassiveExample, intent_labels
+from xsweep.metrics import intent_accuracy
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import entailment_probability, intent_hypothesis, nli_loss, nli_pairs, nli_predict
 from xsweep.train.batches import Batch, batch_order, length_batches, pad
-from xsweep.train.tasks.protocol import METRICS, Evaluation, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
 @dataclass
@@ -102,7 +103,7 @@ class NliTask:
     def evaluate(self, model: PromptedModel, split: NliSplit, batch_size: int, device: torch.device) -> Evaluation:
         probs = self.entailment(model, split, batch_size, device)
         predicted = nli_predict(probs)
-        score = accuracy(predicted, split.gold)
+        score = intent_accuracy(predicted, split.gold)
         rows = [{"id": row.id, "utt": row.utt, "gold": row.intent, "predicted": self.intents[p],
                  "entailment": round(probs[i, p].item(), 6)}
                 for i, (row, p) in enumerate(zip(split.rows, predicted.tolist()))]

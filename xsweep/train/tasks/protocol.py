@@ -28,7 +28,6 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 
 from xsweep.config import ExperimentConfig
-from xsweep.errors import XsweepError
 from xsweep.models.prompted import PromptedModel
 
 METRICS = {"vanilla": "accuracy", "nli": "accuracy", "slot": "f1"}
@@ -83,16 +82,6 @@ def model_options(cfg: ExperimentConfig) -> dict[str, Any]:
                 reparam_hidden=cfg.prompt.reparam_hidden)
 
 
-def accuracy(predicted: torch.Tensor, gold: torch.Tensor | Sequence[int]) -> float:
-    """Fraction of exact matches, as an exact ratio (the same number however it is recomputed from
-    the predictions files); an unknown gold intent (-1) is always wrong. Empty is an error."""
-    gold = torch.as_tensor(gold)
-    if len(gold) == 0 or predicted.shape != gold.shape:
-        raise XsweepError(f"cannot score {predicted.numel()} predictions against {gold.numel()} gold labels",
-                          fix="check the data's partitions")
-    return int((predicted == gold).sum()) / len(gold)
-
-
 class eval_mode:
     """`with eval_mode(model):` evaluation without dropout, then the model's previous mode back."""
 
@@ -107,4 +96,4 @@ class eval_mode:
         self.model.train(self.was_training)
 
 
-__all__ = ["METRICS", "Evaluation", "Task", "accuracy", "eval_mode", "model_options"]
+__all__ = ["METRICS", "Evaluation", "Task", "eval_mode", "model_options"]

@@ -37,11 +37,12 @@ import torch
 from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
 from xsweep.data.sgd import SgdIntentExample
+from xsweep.metrics import intent_accuracy
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import (ENTAILMENT, OUT_OF_SCOPE, entailment_probability, nli_loss, nli_pairs,
                                    nli_predict)
 from xsweep.train.batches import Batch, batch_order, pad
-from xsweep.train.tasks.protocol import METRICS, Evaluation, accuracy, eval_mode, model_options
+from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 OUT_OF_SCOPE_THRESHOLD = 0.5
 """An SGD frame is out of scope when no candidate's P(entails) is above this (the paper's 0.5)."""
@@ -151,7 +152,7 @@ class SgdTask:
 
     def evaluate(self, model: PromptedModel, split: SgdSplit, batch_size: int, device: torch.device) -> Evaluation:
         predicted, best = self.predictions(model, split, batch_size, device)
-        score = accuracy(predicted, split.gold)  # -1 == -1: out of scope predicted for an out-of-scope frame
+        score = intent_accuracy(predicted, split.gold)  # -1 == -1: out of scope predicted for an out-of-scope frame
         rows = [{"id": f"{e.dialogue_id}/{e.turn_index}/{e.service}", "service": e.service, "premise": e.premise,
                  "gold": e.intent, "predicted": None if p == OUT_OF_SCOPE else e.candidates[p],
                  "entailment": round(b, 6)}

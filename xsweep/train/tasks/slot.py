@@ -19,7 +19,8 @@ from xsweep.data.massive import OTHER, MassiveExample, intent_labels, parse_anno
 from xsweep.errors import XsweepError
 from xsweep.metrics import slot_f1, to_bio
 from xsweep.models.prompted import PromptedModel, build_slot_model
-from xsweep.objectives.slots import IGNORE, first_subtoken_labels, slot_loss, word_predictions
+from xsweep.data.encode import IGNORE, first_subtoken_labels
+from xsweep.objectives.slots import slot_loss, word_predictions
 from xsweep.train.batches import Batch, batch_order, length_batches, pad
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
