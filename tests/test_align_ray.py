@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from test_align import bare_backbone, demo, one_thread, tiny_backbone, xsgd_spec  # noqa: F401 (fixtures)
+from test_align import xsgd_spec
 from xsweep.sweep import align_ray
 from xsweep.sweep.align_ray import align_on_ray, ray_run_name
 from xsweep.train.align import tensor_digest

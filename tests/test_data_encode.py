@@ -10,16 +10,11 @@ import pytest
 from xsweep.data import encode
 from xsweep.data.encode import IGNORE, NliPairs, encode_massive, partition, tokenizer_fingerprint
 from xsweep.data.massive import intent_labels, parse_annot_utt, read_massive, slot_labels
-from xsweep.data.synth import demo_corpus, write_demo_data
+from xsweep.data.synth import demo_corpus
 from xsweep.errors import XsweepError
 from xsweep.models.builtin import train_tokenizer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "data")
 
 
 @pytest.fixture(scope="module")

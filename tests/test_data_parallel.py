@@ -14,16 +14,10 @@ from xsweep.data.parallel import (
     tsv_documents,
     xsgd_documents,
 )
-from xsweep.data.synth import write_demo_data
 from xsweep.data.tatoeba import available_tatoeba, read_tatoeba
 from xsweep.errors import XsweepError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "data")
 
 
 def test_xsgd_documents_one_list_all(demo):

@@ -17,7 +17,6 @@ from xsweep.data.sgd import (
     select_dialogues,
     split_dir,
 )
-from xsweep.data.synth import write_demo_data
 from xsweep.errors import XsweepError
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,11 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 def train(shared_data):
     folder = split_dir(shared_data, "train")
     return read_schema(folder), read_dialogues(folder)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "data")
 
 
 def test_real_train_services_all_in_schema_and_sampled(train, tmp_path):

@@ -17,11 +17,6 @@ from xsweep.paths import shared_data_dir
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "data", seed=0)
-
-
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

