@@ -97,6 +97,23 @@ def bare_backbone(tmp_path_factory, tiny_backbone) -> Path:
     return folder
 
 
+@pytest.fixture
+def plot_figures(monkeypatch) -> dict:
+    """PNG file name -> the matplotlib figure a shipped plot function saved there (the PNG is still
+    written): what a plot shows is read from its artists, not guessed from the file's size."""
+    from xsweep.report import plots
+
+    saved = {}
+    real_save = plots._save
+
+    def save(fig, path):
+        saved[Path(path).name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", save)
+    return saved
+
+
 SILENT_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
 _UNSET = object()
 

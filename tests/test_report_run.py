@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from statistics import mean, stdev
 
 import pytest
 
-from test_report_paper import group
+from test_report_paper import LOCALES, group
+from test_report_plots import bars_of
 from xsweep.record import write_record
 from xsweep.report.run import report_run
 from xsweep.report.tensorboard import read_scalars, start_tensorboard
@@ -42,7 +44,7 @@ def make_run(run_dir):
 
 
 @pytest.mark.timeout(60)
-def test_report_run_writes_tables_plots_and_group_runs(tmp_path):
+def test_report_run_writes_tables_plots_and_group_runs(tmp_path, plot_figures):
     make_run(tmp_path)
     paths = report_run(tmp_path)
     assert "| AVG |" in paths.table_markdown.read_text()
@@ -50,6 +52,11 @@ def test_report_run_writes_tables_plots_and_group_runs(tmp_path):
     assert {"methods.md", "languages.tex"} <= set(paths.paper_tables)
     assert set(paths.plots) == {"languages"}
     assert paths.plots["languages"].read_bytes()[:4] == b"\x89PNG"
+    # The plot shows the run's records: every language of each group at its seeds' mean (the
+    # records score all languages alike), std error bars over the 2 seeds.
+    bars = bars_of(plot_figures[paths.plots["languages"].name])
+    for method, seeds in (("PT", [24.0, 26.0]), ("APT", [55.0, 57.0])):
+        assert list(bars[method].values()) == [pytest.approx((mean(seeds), stdev(seeds)))] * (len(LOCALES) + 1), bars
     scalars = read_scalars(paths.tensorboard)
     assert any(run.startswith("_groups/") and run.endswith("/mean") for run in scalars)
     # A second report rewrites the derived runs instead of appending to them.
