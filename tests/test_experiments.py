@@ -2,8 +2,10 @@
 alignment runs README.md's table of the paper's experiments promises, and each planned trial is
 whole: a learning rate from the grid, a seed, every seed of its group, its stage's prompt.
 
-Planning reads neither data nor backbone: the paper's experiments plan without MASSIVE, SGD,
-XSGD or XLM-R on disk (the dry run projects MASSIVE from its published sizes and skips SGD's).
+The dry run needs no data or backbone (it projects MASSIVE from its published sizes and skips
+SGD's). Planning the alignment runs needs their corpora's folders to exist (a run is named by its
+sources): the data root holds the real Tatoeba sets from ../shared/data, and the project's demo
+XSGD stands in for XSGD, which ../shared/data lacks. No file of either is read.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -62,18 +63,28 @@ def dry_run(path: Path, root: Path, capsys, monkeypatch) -> str:
     return capsys.readouterr().out
 
 
-def plan(path: Path, root: Path):
-    """The trials `xsweep run` would start, planned by the runner's own `plan_trials` from the
-    dry run's stages. An alignment run's folder is only known once its data and backbone are on
-    disk (its digest), so each stage here stands for one with a folder of its own."""
+@pytest.fixture
+def data_root(tmp_path, monkeypatch, shared_data, demo) -> Path:
+    """XSWEEP_DATA as `xsweep data download tatoeba` leaves it, with the real Tatoeba sets from
+    ../shared/data. XSGD is a manual download that ../shared/data lacks: the project's own demo
+    XSGD, in XSGD's layout, stands in (planning reads neither; it names them)."""
+    root = tmp_path / "data-root"
+    root.mkdir()
+    (root / "tatoeba").symlink_to(shared_data / "tatoeba")
+    (root / "xsgd").symlink_to(demo / "xsgd")
+    monkeypatch.setenv("XSWEEP_DATA", str(root))
+    return root
+
+
+def plan(path: Path, root: Path, demo: Path):
+    """The alignment runs and trials `xsweep run` would start, planned by the runner's own
+    functions (`plan_align_stages`, `plan_trials`), without preparing data or backbone."""
     from xsweep.sweep.prepare import PreparedInputs
     from xsweep.sweep.runner import plan_trials, run_dir_of
-    from xsweep.sweep.stages import needed_stages
+    from xsweep.sweep.stages import plan_align_stages
 
     cfg = load_config(path, [f"storage.root={root}"])
-    stages = needed_stages(cfg)
-    for index, stage in enumerate(stages):
-        stage.spec = SimpleNamespace(output_dir=str(root / "stages" / f"stage{index}"))
+    stages = plan_align_stages(cfg, cfg.backbone.name, demo_dir=demo)
     if not cfg.sweep.downstream:
         return cfg, stages, []
     inputs = PreparedInputs(data_dir=root / "data", eval_locales=["en-US"], backbone_path=cfg.backbone.name,
@@ -82,10 +93,11 @@ def plan(path: Path, root: Path):
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsys, monkeypatch):
+def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsys, monkeypatch, data_root, demo):
     trials, alignments = {**readme_table(), **NOT_IN_README_TABLE}[path.name]
-    out = dry_run(path, tmp_path, capsys, monkeypatch)
-    assert list(tmp_path.iterdir()) == [], "a dry run wrote into storage.root"
+    runs = tmp_path / "runs"
+    out = dry_run(path, runs, capsys, monkeypatch)
+    assert not runs.exists(), "a dry run wrote into storage.root"
 
     # What the dry run prints: the trial count, and one line per alignment run.
     head = out.splitlines()[0]
@@ -97,13 +109,13 @@ def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsy
         assert stage_count == (2 if alignments else 1), head
     else:
         assert "the alignment stage only" in head, head
-    runs = re.search(r"^stage 1: (\d+) alignment run\(s\)", out, re.MULTILINE)
-    assert (int(runs.group(1)) if runs else 0) == alignments, out
+    stage_line = re.search(r"^stage 1: (\d+) alignment run\(s\)", out, re.MULTILINE)
+    assert (int(stage_line.group(1)) if stage_line else 0) == alignments, out
     printed_stage_trials = [int(n) for n in re.findall(r"^  .*: (\d+) APT trials start from it$", out, re.MULTILINE)]
     assert len(printed_stage_trials) == alignments, out
 
     # The trials themselves, as the runner plans them.
-    cfg, stages, specs = plan(path, tmp_path)
+    cfg, stages, specs = plan(path, runs, demo)
     assert len(stages) == alignments
     assert len(specs) == trials
     if not trials:
@@ -126,10 +138,16 @@ def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsy
             lrs_of[group].add(lr)
         assert all(lrs == set(grid_lrs) for lrs in lrs_of.values()), lrs_of
 
-    # APT trials start from their stage's prompt, as many as the dry run said; no other trial does.
-    started = Counter(s.config["prompt"]["init_from"] for s in specs if s.config["method"] == "apt")
-    assert started == Counter({str(stage.output_dir): n for stage, n in zip(stages, printed_stage_trials)})
-    assert all(s.config["prompt"]["init_from"] is None for s in specs if s.config["method"] != "apt")
+    # APT trials start from their stage's prompt, as many as the dry run said, and name the corpus it
+    # was aligned on; no other trial does either.
+    assert len({stage.output_dir for stage in stages}) == len(stages)
+    assert all(stage.output_dir.parent == runs / "stages" for stage in stages)
+    apt = [s for s in specs if s.config["method"] == "apt"]
+    assert Counter(s.config["prompt"]["init_from"] for s in apt) == \
+        Counter({str(stage.output_dir): n for stage, n in zip(stages, printed_stage_trials)})
+    corpus = {str(stage.output_dir): stage.spec.sources[0].corpus for stage in stages}
+    assert all(s.aligned_on == corpus[s.config["prompt"]["init_from"]] for s in apt)
+    assert all(s.config["prompt"]["init_from"] is None and s.aligned_on is None for s in specs if s.config["method"] != "apt")
 
     # The cost projection counts the same trials, by method (SGD and the demo data are not projected).
     by_method = re.search(r"^  trials: ([\d,]+) \(([^)]*)\)", out, re.MULTILINE)
