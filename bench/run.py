@@ -45,23 +45,9 @@ def update_section(title: str, body: str, path: Path = RESULTS) -> None:
     write_text(path, text)
 
 
-def data_load_section(data: dict) -> str:
-    return "\n".join([
-        written_by(".venv/bin/python -m bench.run"),
-        "",
-        "| benchmark | baseline | xsweep | ratio |",
-        "|---|---|---|---|",
-        f"| load + tokenize MASSIVE en-US + {len(data['locales']) - 1} utterance-only locales "
-        f"({data['rows']:,} rows, {data['tokens']:,} tokens) | cold: {data['cold_s']:.2f} s "
-        f"| cached (Arrow): {data['cached_s']:.2f} s | {data['cold_over_cached']:.0f}x |",
-        "",
-        "Measured while other jobs shared the two cores; the ratio, not the seconds, is the figure to compare.",
-        "",
-    ])
-
-
 def main() -> None:
-    update_section("Data loading", data_load_section(bench_data_load.main([])))
+    update_section(bench_data_load.TITLE,
+                   bench_data_load.section(bench_data_load.main([]), ".venv/bin/python -m bench.run"))
     update_section(bench_trial_overhead.TITLE,
                    bench_trial_overhead.section(bench_trial_overhead.main([]), ".venv/bin/python -m bench.run"))
     update_section(bench_fused.TITLE_CPU, bench_fused.section(bench_fused.main([]), ".venv/bin/python -m bench.run"))

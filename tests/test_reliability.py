@@ -209,8 +209,6 @@ REVIEWED_WRITES = {
     ("xsweep/data/download.py", "_unpack", "open"): "into a work folder, moved into place by _replace_dir",
     ("xsweep/data/download.py", "_unpack", "copyfileobj"): "into that work folder",
     ("xsweep/data/download.py", "download", "write_text"): "the marker inside the work folder",
-    ("xsweep/data/encode.py", "encode_massive", "save_to_disk"): "into a mkdtemp folder, then os.replace",
-    ("xsweep/data/encode.py", "encode_massive", "write_text"): "the done-marker inside that folder",
     ("xsweep/data/synth.py", "_write_massive", "write_text"): "inside write_demo_data's mkdtemp folder",
     ("xsweep/data/synth.py", "_write_tatoeba", "write_text"): "inside write_demo_data's mkdtemp folder",
     ("xsweep/data/synth.py", "write_demo_data", "write_text"): "inside its mkdtemp folder, then os.replace",

@@ -1,36 +1,61 @@
-"""Tokenized MASSIVE locales cached as Arrow (`datasets`), and lazily built NLI pairs.
+"""Tokenization for the tasks, cached on disk as Arrow files; first-sub-token labels; lazy NLI pairs.
 
-A sweep tokenizes the same files for every trial; the cache makes that once. The cache key is
-the sha256 of the data file, a fingerprint of the tokenizer (its vocabulary and pipeline, without
-the truncation/padding state that calling it changes), the maximum length, the label lists and
-ENCODE_VERSION, so any change to one of them encodes afresh and nothing stale is ever reused.
-Each entry is written to a temporary folder and renamed into place: a failed run leaves no
-partial entry. One entry per locale file, so adding a locale re-encodes only that locale.
+Every trial on a node tokenizes the same texts: English dev, the training rows, and the test split
+of every locale it is tested on (the evaluation stage scores each selected checkpoint on every
+locale). `tokenize_cached` tokenizes each split once per node and memory-maps it afterwards; the
+tasks' `encode` (train/tasks/) goes through it, so train/downstream.py, train/evaluate.py and
+train/fused.py read the cache without knowing of it.
 
-Tokenization follows the training code: intent-only encoding tokenizes `utt` as one string;
-slot encoding tokenizes the words of `annot_utt` (`is_split_into_words`) and labels the first
-sub-token of each word (other sub-tokens and special tokens get -100, ignored by the loss).
+Key: sha256 of the texts as the task tokenizes them (in order), the tokenizer's fingerprint (its
+vocabulary and pipeline, without the truncation/padding state that calling it changes), the
+encoding (ENCODINGS), max_seq_len and ENCODE_VERSION. Keying on the texts, not on a file path,
+means an edited data file, another partition, locale or sample is another entry and nothing stale
+is ever read; label maps are not in it (labels cost nothing to recompute), so every trial of every
+run on the same data and tokenizer shares an entry.
+
+Where: `$XSWEEP_CACHE/tokenized/` (default ~/.cache/xsweep), beside the built-in backbones, not
+under the run's storage.root: entries are valid across runs (the paper's tables tokenize the same
+MASSIVE files with the same tokenizer), storage.root may be a network mount where memory-mapping
+reads over the network (or, as mountpoint-s3, cannot rename), and every trial on a node sees the
+same XSWEEP_CACHE. Each entry is one Arrow IPC file, written under a temporary name beside it and
+renamed into place (xsweep.atomic): two trials that write the same entry at once each write a
+whole file and the last rename wins, with the same bytes; a reader never sees a partial file, and
+one that has the old file open keeps reading it. An unreadable entry is tokenized and written
+again; a cache that cannot be written (disk full, read-only) costs the trial nothing but time.
+Splits of fewer than CACHE_MIN_ROWS texts are tokenized in place (bench/bench_data_load.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
+import weakref
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from xsweep.data.massive import MassiveExample, locale_file, parse_annot_utt, read_massive
-from xsweep.digest import file_sha256
+import pyarrow as pa
+
+from xsweep.atomic import atomic_path
 from xsweep.errors import XsweepError
 from xsweep.paths import cache_dir
 
-ENCODE_VERSION = 1
+ENCODE_VERSION = 2
+"""Part of every cache key: bump when what `tokenize` stores changes."""
+ENCODINGS = {
+    "text": "one string a row, with special tokens, truncated to max_seq_len (intent utterances)",
+    "bare": "one string a row, no special tokens, not truncated (NLI premises, joined to hypotheses later)",
+    "words": "pre-split words a row, with special tokens, truncated; with word_ids (slot filling)",
+}
+CACHE_MIN_ROWS = 1000
+"""Splits with fewer texts are not cached: tokenizing them costs less than writing and reading an
+entry (bench/bench_data_load.py). A few-shot sample or `xsweep predict`'s utterances stay out."""
+CACHE_STATS: Counter = Counter()
+"""This process's cache lookups: `hit` (read from the cache), `miss` (tokenized and written),
+`small` (under CACHE_MIN_ROWS, tokenized in place), `unwritable` (tokenized; the write failed)."""
 IGNORE = -100
 """Label of the tokens the slot loss skips (cross_entropy's ignore_index): all but each word's first."""
-_DONE = "xsweep-complete.json"
 
 
 def first_subtoken_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
@@ -58,106 +83,114 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def cache_key(data_file: Path, tokenizer_fp: str, max_seq_len: int, intents: Sequence[str],
-              slots: Sequence[str] | None) -> str:
-    """Name of the cache entry for one locale file under one encoding."""
-    parts = {"file": file_sha256(data_file), "tokenizer": tokenizer_fp, "max_seq_len": max_seq_len,
-             "intents": list(intents), "slots": None if slots is None else list(slots),
-             "version": ENCODE_VERSION}
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(tokenizer: Any) -> str:
+    """`tokenizer_fingerprint`, once per tokenizer object (XLM-R's serialises 17 MB of vocabulary),
+    again if tokens were added since."""
+    size = len(tokenizer)
+    known = _fingerprints.get(tokenizer)
+    if known is None or known[0] != size:
+        known = (size, tokenizer_fingerprint(tokenizer))
+        _fingerprints[tokenizer] = known
+    return known[1]
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[list[int]]
+    word_ids: list[list[int | None]] | None = None
+    """Word index of every token (None for special tokens); `words` encoding only."""
+
+
+def tokenize(texts: Sequence[Any], tokenizer: Any, encoding: str, max_seq_len: int | None = None) -> Tokenized:
+    """Tokenize `texts` (strings, or word lists for `words`) as ENCODINGS[encoding] says; no cache."""
+    if encoding == "text":
+        return Tokenized(tokenizer(list(texts), truncation=True, max_length=max_seq_len)["input_ids"])
+    if encoding == "bare":
+        return Tokenized(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+    if encoding == "words":
+        encoded = tokenizer(list(texts), is_split_into_words=True, truncation=True, max_length=max_seq_len)
+        return Tokenized(encoded["input_ids"], [encoded.word_ids(i) for i in range(len(texts))])
+    raise XsweepError(f"unknown encoding {encoding!r}", fix=f"use one of {', '.join(ENCODINGS)}")
+
+
+def cache_key(texts: Sequence[Any], tokenizer: Any, encoding: str, max_seq_len: int | None) -> str:
+    """Name of the cache entry of `texts` under one tokenizer and encoding."""
+    texts_digest = hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
+    parts = {"texts": texts_digest, "tokenizer": _fingerprint(tokenizer), "encoding": encoding,
+             "max_seq_len": None if encoding == "bare" else max_seq_len, "version": ENCODE_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _encode_rows(rows: list[MassiveExample], tokenizer: Any, max_seq_len: int,
-                 intents: Sequence[str], slots: Sequence[str] | None, where: str) -> dict:
-    intent_index = {name: i for i, name in enumerate(intents)}
-    columns: dict[str, list] = {
-        "id": [r.id for r in rows], "locale": [r.locale for r in rows],
-        "partition": [r.partition for r in rows],
-        # -1: an intent the label map does not know (scored as wrong, never as another class).
-        "intent": [intent_index.get(r.intent, -1) for r in rows],
-    }
-    if slots is None:
-        enc = tokenizer([r.utt for r in rows], truncation=True, max_length=max_seq_len)
-        columns["input_ids"] = enc["input_ids"]
-        return columns
-    if not getattr(tokenizer, "is_fast", False):
-        raise XsweepError("slot encoding needs a fast tokenizer (word_ids)",
-                          fix="load the tokenizer with use_fast=True")
-    slot_index = {name: i for i, name in enumerate(slots)}
-    words_per_row, labels_per_row = [], []
-    for r in rows:
-        if r.annot_utt is None:
-            raise XsweepError(f"row {r.id} has no annot_utt; slots cannot be encoded", where=where,
-                              fix="use the official files with annot_utt, or encode intents only")
-        words, labels = parse_annot_utt(r.annot_utt, r.locale)
-        unknown = [lab for lab in labels if lab not in slot_index]
-        if unknown:
-            raise XsweepError(f"slot label {unknown[0]!r} of row {r.id} is not in the label map",
-                              where=where, fix="build the slot list from all locales' data")
-        words_per_row.append(words)
-        labels_per_row.append([slot_index[lab] for lab in labels])
-    enc = tokenizer(words_per_row, is_split_into_words=True, truncation=True,
-                    max_length=max_seq_len)
-    token_labels = [first_subtoken_labels(enc.word_ids(i), labels) for i, labels in enumerate(labels_per_row)]
-    columns["input_ids"] = enc["input_ids"]
-    columns["slot_labels"] = token_labels
-    return columns
+def tokenized_cache_dir() -> Path:
+    """Where entries live: `$XSWEEP_CACHE/tokenized` (see the module docstring for why)."""
+    return cache_dir() / "tokenized"
 
 
-def encode_massive(data_dir: Path, locale: str, tokenizer: Any, max_seq_len: int,
-                   intents: Sequence[str], *, slots: Sequence[str] | None = None,
-                   cache_root: Path | None = None):
-    """All rows of one locale, tokenized, as a `datasets.Dataset` (cached on disk).
-
-    Columns: id, locale, partition, intent (index into `intents`, -1 if unknown), input_ids, and
-    with `slots` (the `Other` label included, in a fixed order) slot_labels aligned to input_ids.
-    """
-    import datasets
-
-    path = locale_file(Path(data_dir), locale)
-    if max_seq_len < 8:
-        raise XsweepError(f"max_seq_len {max_seq_len} is too short", fix="use e.g. 64 or 128")
-    root = Path(cache_root) if cache_root is not None else cache_dir() / "encoded"
-    entry = root / cache_key(path, tokenizer_fingerprint(tokenizer), max_seq_len, intents, slots)
-    if (entry / _DONE).is_file():
-        return datasets.load_from_disk(str(entry))
-    rows = read_massive(path.parent, locale)
-    ds = datasets.Dataset.from_dict(_encode_rows(rows, tokenizer, max_seq_len, intents, slots,
-                                                 str(path)))
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=root))
-    quiet = not datasets.are_progress_bars_disabled()
+def tokenize_cached(texts: Sequence[Any], tokenizer: Any, encoding: str, max_seq_len: int | None = None, *,
+                    cache_root: Path | None = None) -> Tokenized:
+    """`tokenize(texts, ...)`, read from the node's cache when another trial tokenized the same texts
+    the same way before (memory-mapped), else tokenized and written there. Equal to `tokenize`."""
+    if encoding not in ENCODINGS:
+        raise XsweepError(f"unknown encoding {encoding!r}", fix=f"use one of {', '.join(ENCODINGS)}")
+    if len(texts) < CACHE_MIN_ROWS:
+        CACHE_STATS["small"] += 1
+        return tokenize(texts, tokenizer, encoding, max_seq_len)
     try:
-        if quiet:  # a progress bar per locale and trial is noise in sweep logs
-            datasets.disable_progress_bars()
-        ds.save_to_disk(str(tmp))
-        (tmp / _DONE).write_text(json.dumps({"file": str(path), "locale": locale,
-                                             "rows": len(rows)}) + "\n", encoding="utf-8")
-        try:
-            os.replace(tmp, entry)
-        except OSError:
-            if not (entry / _DONE).is_file():  # not another process that finished first
-                raise
-    finally:
-        if quiet:
-            datasets.enable_progress_bars()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(entry))
+        root = Path(cache_root) if cache_root is not None else tokenized_cache_dir()
+    except OSError:  # no cache folder can be made: tokenize as if there were no cache
+        CACHE_STATS["unwritable"] += 1
+        return tokenize(texts, tokenizer, encoding, max_seq_len)
+    path = root / f"{cache_key(texts, tokenizer, encoding, max_seq_len)}.arrow"
+    cached = _read_entry(path, len(texts), encoding)
+    if cached is not None:
+        CACHE_STATS["hit"] += 1
+        return cached
+    result = tokenize(texts, tokenizer, encoding, max_seq_len)
+    try:
+        _write_entry(path, result)
+        CACHE_STATS["miss"] += 1
+    except OSError:
+        CACHE_STATS["unwritable"] += 1
+    return result
 
 
-def partition(ds, name: str):
-    """The rows of one partition; an empty one is an error (never a silent zero score)."""
-    indices = [i for i, p in enumerate(ds["partition"]) if p == name]
-    if not indices:
-        raise XsweepError(f"partition {name!r} is empty", fix="check the data files")
-    return ds.select(indices)
+def _write_entry(path: Path, tokenized: Tokenized) -> None:
+    # int32: token ids of every tokenizer in use (XLM-R: 250,002) fit, at half the size of int64.
+    columns = {"input_ids": pa.array(tokenized.input_ids, type=pa.list_(pa.int32()))}
+    if tokenized.word_ids is not None:
+        columns["word_ids"] = pa.array(tokenized.word_ids, type=pa.list_(pa.int32()))
+    table = pa.table(columns)
+    with atomic_path(path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def _read_entry(path: Path, rows: int, encoding: str) -> Tokenized | None:
+    """The entry at `path` as Python lists, or None if there is none (or it is unreadable, or not
+    what `tokenize` would return for `rows` texts: then it is written again)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+            if table.num_rows != rows or ("word_ids" in table.column_names) != (encoding == "words"):
+                return None
+            word_ids = _lists(table.column("word_ids")) if encoding == "words" else None
+            return Tokenized(_lists(table.column("input_ids")), word_ids)
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _lists(column: pa.ChunkedArray) -> list[list]:
+    return column.to_pylist()
 
 
 class NliPairs(Sequence):
     """Every (example, candidate) pair of an NLI evaluation, tokenized only when indexed.
 
     N examples x C candidate hypotheses would be N*C tokenized rows (2,974 x 60 for MASSIVE
-    test); the parts are tokenized once and joined on access. Pair k is example k // C with
+    test); the parts are tokenized once (`tokenize_cached`) and joined on access. Pair k is example k // C with
     candidate k % C. The premise is truncated so that the pair fits `max_seq_len`.
     """
 
@@ -167,8 +200,8 @@ class NliPairs(Sequence):
             raise XsweepError("NLI pairs need at least one premise and one hypothesis",
                               fix="check the evaluation split and the candidate list")
         self._max = max_seq_len
-        self._premises = tokenizer(list(premises), add_special_tokens=False)["input_ids"]
-        self._hypotheses = tokenizer(list(hypotheses), add_special_tokens=False)["input_ids"]
+        self._premises = tokenize_cached(premises, tokenizer, "bare").input_ids
+        self._hypotheses = tokenize_cached(hypotheses, tokenizer, "bare").input_ids
         self._template = _pair_template(tokenizer)
         self._special = sum(len(part) for part in self._template)
         longest = max(len(h) for h in self._hypotheses)

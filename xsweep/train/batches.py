@@ -7,6 +7,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from xsweep.data.encode import tokenize_cached
 from xsweep.data.massive import MassiveExample
 
 
@@ -33,9 +34,9 @@ class Batch:
 
 def encode_split(rows: Sequence[MassiveExample], tokenizer, label_index: dict[str, int],
                  max_seq_len: int) -> EncodedSplit:
-    encoded = tokenizer([row.utt for row in rows], truncation=True, max_length=max_seq_len)
+    encoded = tokenize_cached([row.utt for row in rows], tokenizer, "text", max_seq_len)  # once per node
     labels = torch.tensor([label_index.get(row.intent, -1) for row in rows], dtype=torch.long)
-    return EncodedSplit(input_ids=encoded["input_ids"], labels=labels, pad_id=tokenizer.pad_token_id)
+    return EncodedSplit(input_ids=encoded.input_ids, labels=labels, pad_id=tokenizer.pad_token_id)
 
 
 def pad(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:

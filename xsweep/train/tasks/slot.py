@@ -19,7 +19,7 @@ from xsweep.data.massive import OTHER, MassiveExample, intent_labels, parse_anno
 from xsweep.errors import XsweepError
 from xsweep.metrics import slot_f1, to_bio
 from xsweep.models.prompted import PromptedModel, build_slot_model
-from xsweep.data.encode import IGNORE, first_subtoken_labels
+from xsweep.data.encode import IGNORE, first_subtoken_labels, tokenize_cached
 from xsweep.objectives.slots import slot_loss, word_predictions
 from xsweep.train.batches import Batch, batch_order, length_batches, pad
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
@@ -82,13 +82,12 @@ class SlotTask:
             row_words, row_labels = parse_annot_utt(row.annot_utt, row.locale)
             words.append(row_words)
             gold.append(row_labels)
-        encoded = self.tokenizer(words, is_split_into_words=True, truncation=True,
-                                 max_length=self.cfg.data.max_seq_len)
-        word_ids = [encoded.word_ids(i) for i in range(len(rows))]
+        encoded = tokenize_cached(words, self.tokenizer, "words", self.cfg.data.max_seq_len)  # once per node
+        word_ids = encoded.word_ids
         # A label the map lacks (a slot seen only in another locale's data) is never a training target.
         token_labels = [first_subtoken_labels(ids, [self.index.get(label, IGNORE) for label in labels])
                         for ids, labels in zip(word_ids, gold)]
-        return SlotSplit(rows, words, gold, encoded["input_ids"], word_ids, token_labels)
+        return SlotSplit(rows, words, gold, encoded.input_ids, word_ids, token_labels)
 
     def _collate(self, split: SlotSplit, indices: Sequence[int], device: torch.device) -> Batch:
         ids, mask = pad([split.input_ids[i] for i in indices], self.tokenizer.pad_token_id)
