@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -53,8 +60,6 @@ def test_loads_as_xlmr_with_its_own_tokenizer(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_pretraining_lowers_mlm_loss(tmp_path):
-    import json
-
     folder = build_builtin_backbone(CORPUS, cache_root=tmp_path, log=lambda _: None,
                                     **{**TINY, "pretrain_steps": 100})
     stats = json.loads((folder / "xsweep_builtin.json").read_text())
@@ -108,3 +113,50 @@ def test_checkpoint_with_missing_encoder_weights_is_refused(tmp_path):
               metadata={"format": "pt"})
     with pytest.raises(XsweepError, match="lacks 1 encoder weights"):
         load_backbone(str(broken))
+
+
+# Run in a fresh interpreter with its own XSWEEP_CACHE, as `xsweep run` makes `builtin:*` (prepare.py):
+# the demo corpus, then build_builtin_backbone into the cache.
+_BUILD_IN_A_FRESH_PROCESS = """
+import json, sys, torch
+from xsweep.data.synth import demo_corpus
+from xsweep.models.builtin import build_builtin_backbone
+from xsweep.sweep.prepare import demo_data_dir
+torch.set_num_threads(int(sys.argv[1]))
+corpus = demo_corpus(demo_data_dir(log=lambda _: None) / "massive" / "1.1" / "data")
+print(build_builtin_backbone(corpus, log=lambda _: None, **json.loads(sys.argv[2])))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_two_fresh_builds_are_byte_identical(tmp_path):
+    """The build is deterministic across processes. The demo corpus (2,800 sentences, the quickstart's)
+    is what made `tokenizers`' Unigram trainer differ from process to process (scores in the last
+    digits, tied pieces in another order); the default vocabulary, a small model and a few steps
+    keep this under a minute. The two builds run at once, each with its own caches, Python hash
+    seed and torch thread count: none of these may change a byte."""
+    spec = json.dumps({"layers": 1, "hidden": 32, "heads": 2, "pretrain_steps": 20})
+    builds = []
+    for n, threads in enumerate((1, 2)):
+        env = {**os.environ, "XSWEEP_CACHE": str(tmp_path / f"cache{n}"), "PYTHONHASHSEED": str(n)}
+        builds.append(subprocess.Popen([sys.executable, "-c", _BUILD_IN_A_FRESH_PROCESS, str(threads), spec],
+                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    folders = []
+    for build in builds:
+        out, err = build.communicate(timeout=200)
+        assert build.returncode == 0, err[-3000:]
+        folders.append(Path(out.strip().splitlines()[-1]))
+    first, second = folders
+    assert first != second and first.name == second.name  # two caches, one key
+
+    def saved(folder: Path) -> dict[str, bytes]:
+        files = {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+        # The summary's wall-clock build time is the one thing allowed to differ.
+        files["xsweep_builtin.json"], found = re.subn(rb'"seconds": [0-9.]+', b'"seconds": null',
+                                                      files["xsweep_builtin.json"])
+        assert found == 1
+        return files
+
+    files = saved(first)
+    assert {"tokenizer.json", "config.json", "model.safetensors", "xsweep_builtin.json"} <= set(files)
+    assert saved(second) == files
