@@ -72,6 +72,9 @@ class TrialRecord:
     """`host:pid` of the process that last ran the trial (which machine to look at)."""
     pruned_at_epoch: int | None = None
     """The pruning milestone at which the sweep stopped this trial's learning rate (status `pruned`)."""
+    padding_ratio: float | None = None
+    """Training: token positions fed to the model / real tokens, over the batches this trial's last
+    run trained on (1.0: no padding); `optim.bucket_by_length` lowers it."""
     aligned_on: str | None = None
     """APT: the parallel data its starting prompt was aligned on (`xsgd`, `tatoeba`, a .tsv's name);
     None for FT and PT, or for a prompt given by hand whose alignment run says nothing of its data."""
@@ -114,6 +117,8 @@ def read_records(run_dir: Path) -> list[TrialRecord]:
 
 
 ADDED_KEYS: dict[str, Any] = {
+    # Length-bucketed training batches (on from their introduction; earlier runs drew random batches).
+    "optim.bucket_by_length": True,
     # Alignment settings fixed in train/align.py until the experiment schema took them (issue 16).
     "align.warmup_ratio": 0.1,
     "align.temperature": 0.05,

@@ -165,6 +165,10 @@ class OptimConfig:
     """Stop after this many dev evaluations without improvement."""
     eval_batch_size: int = 128
     """Examples per forward pass in evaluation."""
+    bucket_by_length: bool = True
+    """Training batches hold examples of similar length (pools of 50 batches sorted by length,
+    batches shuffled; each epoch every example once, drawn from the trial's seed), so they pad
+    less; False: each batch a random sample. Dev and test always run in length order."""
 
     def check(self, fail: Fail) -> None:
         if not self.lr > 0:
@@ -419,6 +423,12 @@ class AlignStageConfig:
             except XsweepError as exc:
                 fail("align.targets", f"align.targets for align.data {self.data}: {exc.what}",
                      exc.fix or "fix the language")
+        if self.retrieval_languages != "all":
+            try:  # the folder's languages are checked before Ray (sweep/preflight.py); the form now
+                resolve_tatoeba_targets(self.retrieval_languages, ())
+            except XsweepError as exc:
+                fail("align.retrieval_languages", f"align.retrieval_languages: {exc.what}",
+                     exc.fix or "list ISO 639-3 codes, e.g. [deu, pol], or use all")
         if self.data == "tatoeba" and self.retrieval == "tatoeba":
             fail("align.retrieval", "align.data and align.retrieval are both Tatoeba: the prompts would be scored "
                  "on the sentences they were aligned on", "align on other data (xsgd, a .tsv), or remove "

@@ -209,6 +209,10 @@ class NliPairs(Sequence):
             raise XsweepError(f"a hypothesis of {longest} tokens leaves no room for the premise "
                               f"within max_seq_len={max_seq_len}", fix="raise max_seq_len")
 
+    def premise_lengths(self) -> list[int]:
+        """Tokens of every premise (example) alone, without specials: how long each example is."""
+        return [len(premise) for premise in self._premises]
+
     @property
     def num_candidates(self) -> int:
         return len(self._hypotheses)

@@ -63,6 +63,36 @@ def batch_order(size: int, batch_size: int, shuffle: torch.Generator | None) -> 
         yield order[start : start + batch_size]
 
 
+POOL_BATCHES = 50
+"""Length-bucketed training sorts pools of this many batches by length (see `training_batches`)."""
+
+
+def training_batches(lengths: Sequence[int], batch_size: int, order: torch.Generator, *,
+                     by_length: bool) -> list[list[int]]:
+    """Row indices of one epoch's training batches, every row once, drawn from `order` alone (so a
+    checkpoint of `order` replays the epoch).
+
+    `by_length` False: a random permutation cut into batches (`batch_order`). True: the random
+    permutation is cut into pools of POOL_BATCHES batches, each pool is sorted by length and cut
+    into batches, and the batches are shuffled; a batch then holds rows of similar length, so it
+    pads far less, while each pool is still a random sample of the data.
+    """
+    if not by_length:
+        return list(batch_order(len(lengths), batch_size, order))
+    permuted = torch.randperm(len(lengths), generator=order).tolist()
+    pool = batch_size * POOL_BATCHES
+    batches = []
+    for start in range(0, len(permuted), pool):
+        by_size = sorted(permuted[start : start + pool], key=lengths.__getitem__)  # stable: ties keep the draw
+        batches += [by_size[i : i + batch_size] for i in range(0, len(by_size), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=order).tolist()]
+
+
+def token_counts(mask: torch.Tensor) -> tuple[int, int]:
+    """(positions, real tokens) of a batch's (B, T) attention mask; positions / tokens is its padding ratio."""
+    return mask.numel(), int(mask.sum())
+
+
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Row indices of evaluation batches, shortest rows first (ties in file order).
 
@@ -76,7 +106,12 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int
 
 
 def iter_batches(split: EncodedSplit, batch_size: int, *, shuffle: torch.Generator | None,
-                 device: torch.device) -> Iterator[Batch]:
-    """Batches in a seeded random order (training) or in file order (evaluation)."""
-    for indices in batch_order(len(split), batch_size, shuffle):
+                 device: torch.device, by_length: bool = False) -> Iterator[Batch]:
+    """Batches in a seeded random order (training, bucketed by length if `by_length`) or in file
+    order (evaluation)."""
+    if shuffle is None:
+        indices_of = batch_order(len(split), batch_size, None)
+    else:
+        indices_of = training_batches([len(ids) for ids in split.input_ids], batch_size, shuffle, by_length=by_length)
+    for indices in indices_of:
         yield collate(split, indices, device)

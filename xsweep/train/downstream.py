@@ -40,6 +40,7 @@ from xsweep.models.prompted import load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, training_config, write_record
 from xsweep.train import rng
 from xsweep.train.evaluate import evaluate_locales, trial_device
+from xsweep.train.batches import token_counts
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
 from xsweep.trial_log import TrialWriter
@@ -149,6 +150,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
 
     order = torch.Generator().manual_seed(cfg.seed)
     step, since_best, losses, epoch = 0, 0, [], 0
+    positions = tokens = 0  # of the training batches, for the record's padding ratio
     best_state: dict[str, torch.Tensor] | None = None
     if checkpoint is not None:
         # Last, so that the random-number generators are those of the moment it was saved.
@@ -162,6 +164,8 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
             break  # a trial resumed after its last evaluation: training had already stopped
         model.train()  # the model keeps a frozen backbone in eval mode if backbone.dropout is off
         for batch in task.train_batches(train_split, cfg.optim.batch_size, order, device):
+            batch_positions, batch_tokens = token_counts(batch.attention_mask)
+            positions, tokens = positions + batch_positions, tokens + batch_tokens
             loss = task.loss(model, batch)
             if not torch.isfinite(loss):
                 record.status = "diverged"
@@ -180,6 +184,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         dev_score = task.evaluate(model, dev_split, cfg.optim.eval_batch_size, device).score
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         losses = []
+        record.padding_ratio = positions / tokens if tokens else None
         improved = record.add_dev(DevPoint(step=step, epoch=epoch, score=dev_score, train_loss=mean_loss))
         writer.scalar(f"dev/{locale}/{metric}", dev_score, step)
         if spec.test_at_every_evaluation:  # draws no random numbers: training is unchanged

@@ -46,7 +46,7 @@ from xsweep.models.backbone import load_backbone
 from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trainable
 from xsweep.models.prompts import InputPrompt, LayerPrompt, encode_plain, position_ids, prefix_attention_mask
 from xsweep.record import DevPoint, TrialRecord, write_record
-from xsweep.train.batches import batch_order, pad
+from xsweep.train.batches import pad, training_batches
 from xsweep.train.downstream import new_record, seed_everything
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
@@ -89,7 +89,9 @@ class Member:
 
     def start_epoch(self) -> None:
         # The same draw as the single-trial loop's `task.train_batches`: one randperm per epoch.
-        self.batches = list(batch_order(len(self.train_split), self.cfg.optim.batch_size, self.order))
+        self.batches = training_batches([len(ids) for ids in self.train_split.encoded.input_ids],
+                                        self.cfg.optim.batch_size, self.order,
+                                        by_length=self.cfg.optim.bucket_by_length)
         self.next_batch = 0
 
 

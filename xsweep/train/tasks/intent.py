@@ -51,7 +51,8 @@ class IntentTask:
 
     def train_batches(self, split: IntentSplit, batch_size: int, order: torch.Generator,
                       device: torch.device) -> Iterator[Batch]:
-        return iter_batches(split.encoded, batch_size, shuffle=order, device=device)
+        return iter_batches(split.encoded, batch_size, shuffle=order, device=device,
+                            by_length=self.cfg.optim.bucket_by_length)
 
     def loss(self, model: PromptedModel, batch: Batch) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)

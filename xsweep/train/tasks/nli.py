@@ -25,7 +25,7 @@ from xsweep.data.massive import MassiveExample, intent_labels
 from xsweep.metrics import intent_accuracy
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import entailment_probability, intent_hypothesis, nli_loss, nli_pairs, nli_predict
-from xsweep.train.batches import Batch, batch_order, length_batches, pad
+from xsweep.train.batches import Batch, length_batches, pad, training_batches
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
@@ -75,7 +75,8 @@ class NliTask:
                       device: torch.device) -> Iterator[Batch]:
         """Batches of 2 x `batch_size` pairs: the positives first, then one negative per utterance."""
         labels = len(self.intents)
-        for indices in batch_order(len(split), batch_size, order):
+        for indices in training_batches(split.pairs.premise_lengths(), batch_size, order,
+                                        by_length=self.cfg.optim.bucket_by_length):
             # Negatives are drawn from a stream seeded off `order`, which the trial's checkpoint
             # saves: a resumed trial draws the same negatives as an uninterrupted one.
             rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=order)))

@@ -41,7 +41,7 @@ from xsweep.metrics import intent_accuracy
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import (ENTAILMENT, OUT_OF_SCOPE, entailment_probability, nli_loss, nli_pairs,
                                    nli_predict)
-from xsweep.train.batches import Batch, batch_order, pad
+from xsweep.train.batches import Batch, batch_order, pad, training_batches
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 OUT_OF_SCOPE_THRESHOLD = 0.5
@@ -104,7 +104,8 @@ class SgdTask:
         """Per batch of `batch_size` frames: the in-scope frames' positives, their negatives, then
         one negative per out-of-scope frame."""
         width = len(split.hypotheses)
-        for indices in batch_order(len(split), batch_size, order):
+        for indices in training_batches(split.pairs.premise_lengths(), batch_size, order,
+                                        by_length=self.cfg.optim.bucket_by_length):
             # Seeded off `order` (saved in the trial checkpoint): a resumed trial draws the same negatives.
             rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=order)))
             scoped = [i for i in indices if split.gold[i] != OUT_OF_SCOPE]

@@ -21,7 +21,7 @@ from xsweep.metrics import slot_f1, to_bio
 from xsweep.models.prompted import PromptedModel, build_slot_model
 from xsweep.data.encode import IGNORE, first_subtoken_labels, tokenize_cached
 from xsweep.objectives.slots import slot_loss, word_predictions
-from xsweep.train.batches import Batch, batch_order, length_batches, pad
+from xsweep.train.batches import Batch, length_batches, pad, training_batches
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
@@ -96,7 +96,8 @@ class SlotTask:
 
     def train_batches(self, split: SlotSplit, batch_size: int, order: torch.Generator,
                       device: torch.device) -> Iterator[Batch]:
-        for indices in batch_order(len(split), batch_size, order):
+        for indices in training_batches([len(ids) for ids in split.input_ids], batch_size, order,
+                                        by_length=self.cfg.optim.bucket_by_length):
             yield self._collate(split, indices, device)
 
     def loss(self, model: PromptedModel, batch: Batch) -> torch.Tensor:
