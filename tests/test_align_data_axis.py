@@ -130,7 +130,7 @@ def test_a_tsv_corpus_on_its_own_axis_is_found_beside_the_config(tmp_path, monke
     (["sweep.grid={method: [pt, apt], align_data: [{align.data: demo}, {align.data: tatoeba}]}"],
      "sweep.grid.align_data", "differ only in align keys, which only APT trials use: their pt trials would run twice"),
     (["align.max_pairs=1"], "align.max_pairs", "align.max_pairs must be at least 2"),
-    (["align.data=tatoeba"], "align.targets", r"Tatoeba \(as in XTREME\) has no cy-GB"),
+    (["align.data=tatoeba"], "align.targets", r"Tatoeba has no kn-IN"),
     (["align.retrieval=tatoeba"], "align.retrieval",
      "the prompts would be scored on the sentences they were aligned on"),
     (["sweep.search=optuna", "sweep.grid={method: [apt]}",
@@ -140,7 +140,7 @@ def test_a_tsv_corpus_on_its_own_axis_is_found_beside_the_config(tmp_path, monke
 def test_bad_corpus_settings_are_named(tmp_path, overrides, where, message):
     text = CORPORA.format(root=tmp_path)
     if "targets" in where:
-        text = text.replace("targets: [de-DE, es-ES]", "targets: [de-DE, cy-GB]")
+        text = text.replace("targets: [de-DE, es-ES]", "targets: [de-DE, kn-IN]")
     if "retrieval" in where:
         text = text.replace("method: pt\n", "method: apt\n", 1).replace("data: demo,", "data: tatoeba,", 1)
     with pytest.raises(XsweepError, match=message) as info:

@@ -280,8 +280,8 @@ def test_sgd_dialogue_names_a_service_missing_from_the_schema(tmp_path):
     with pytest.raises(XsweepError) as info:
         intent_examples([dialogue], schema)
     assert "service 'Banks_1' is not in the schema" in info.value.what
-    assert info.value.where == "dialogue 1_00001"
-    assert "schema.json of the same split" in info.value.fix
+    assert info.value.where.endswith("dialogue 1_00001 turn 0")
+    assert "services there: Alarm_1" in info.value.fix and "schema.json" in info.value.fix
 
 
 # --- aligned prompts (APT) and the backbone ----------------------------------------------------

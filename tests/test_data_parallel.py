@@ -82,8 +82,11 @@ def test_real_tatoeba(shared_data):
     assert cmn.locale == "zh-CN" and len(cmn.sentences) == len(cmn.english) == 1000
     with pytest.raises(XsweepError, match="no Tatoeba files for bul"):
         read_tatoeba(shared_data, "bul")
-    with pytest.raises(XsweepError, match="unknown Tatoeba"):
+    with pytest.raises(XsweepError, match="no Tatoeba files for ger") as e:
         read_tatoeba(shared_data, "ger")
+    assert "languages present: ara, cmn, deu" in e.value.fix
+    with pytest.raises(XsweepError, match="is not a Tatoeba language code"):
+        read_tatoeba(shared_data, "German")
 
 
 def test_demo_tatoeba_reads(demo):

@@ -10,6 +10,7 @@ nearest valid ones, so a typo never silently drops a language from a sweep.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable, Mapping
 
 from xsweep.errors import XsweepError
@@ -136,6 +137,14 @@ TATOEBA_CODES: dict[str, tuple[str, str | None]] = {
 MASSIVE_TO_TATOEBA: dict[str, str] = {
     loc: iso3 for iso3, (_, loc) in TATOEBA_CODES.items() if loc is not None
 }
+# MASSIVE locales whose language the full LASER/XTREME download (112 `xxx-eng` pairs) holds
+# beyond XTREME's 36, by the code of its file names. kn-IN, my-MM (and en-US) have no pair.
+TATOEBA_BEYOND_XTREME: dict[str, str] = {
+    "am-ET": "amh", "az-AZ": "aze", "cy-GB": "cym", "da-DK": "dan", "hy-AM": "hye", "is-IS": "isl",
+    "km-KH": "khm", "lv-LV": "lvs", "mn-MN": "mon", "ms-MY": "zsm", "nb-NO": "nob", "pl-PL": "pol",
+    "ro-RO": "ron", "sl-SL": "slv", "sq-AL": "sqi", "sv-SE": "swe",
+}
+_TATOEBA_CODE = re.compile(r"[a-z]{2,3}")
 
 
 def _check(code: str, valid: Mapping[str, object], kind: str, fix: str) -> str:
@@ -220,26 +229,38 @@ def resolve_xsgd_targets(spec: str | Iterable[str]) -> list[str]:
 
 
 def resolve_tatoeba_targets(spec: str | Iterable[str], present: Iterable[str]) -> list[str]:
-    """Tatoeba languages to align on: one code, a list, or "all" (every XTREME language in `present`,
-    the codes a folder holds).
+    """Tatoeba languages to align on or score: one code, a list, or "all" (every language in
+    `present`, the codes a folder holds: any ISO 639-3 code, XTREME's 36 or not).
 
-    MASSIVE locales are accepted too and mapped to their ISO-639-3 code, so an experiment can name
-    the same languages for XSGD and Tatoeba; a locale Tatoeba lacks (cy-GB) is an error, not a skip.
+    MASSIVE locales are accepted too and mapped to their code, so an experiment can name the same
+    languages for XSGD and Tatoeba. With `present` empty (the folder is not read yet, as at config
+    load) a code is only checked for its form; with the folder's codes, a language it lacks is an
+    error naming those it holds. A locale no Tatoeba pair covers (kn-IN) is an error, not a skip.
     """
+    present = sorted(present)
     if spec == "all":
-        return sorted(code for code in present if code in TATOEBA_CODES)
+        return present
     items = [spec] if isinstance(spec, str) else list(spec)
     if not items:
         raise XsweepError("no Tatoeba target language given", fix='name one code, a list of codes, or "all"')
     out: list[str] = []
     for item in items:
         if item in MASSIVE_LOCALES:
-            code = MASSIVE_TO_TATOEBA.get(item)
+            code = MASSIVE_TO_TATOEBA.get(item) or TATOEBA_BEYOND_XTREME.get(item)
             if code is None:
-                raise XsweepError(f"Tatoeba (as in XTREME) has no {item} ({MASSIVE_LOCALES[item]})",
-                                  fix="drop it from align.targets, or align on XSGD")
+                raise XsweepError(f"Tatoeba has no {item} ({MASSIVE_LOCALES[item]}): no xxx-eng pair covers it",
+                                  fix="drop it from the list, or align on XSGD")
+        elif isinstance(item, str) and _TATOEBA_CODE.fullmatch(item):
+            code = item
         else:
-            code = check_tatoeba_code(item)
+            raise XsweepError(f"{item!r} is neither a Tatoeba language code nor a MASSIVE locale",
+                              fix="use an ISO 639-3 code as in tatoeba.<iso3>-eng.<iso3> (deu, pol, yue) "
+                                  "or a MASSIVE locale (de-DE)")
+        if present and code not in present:
+            near = difflib.get_close_matches(code, present, n=3, cutoff=0.5)
+            raise XsweepError(f"the Tatoeba folder has no {code}" + (f" ({item})" if item != code else ""),
+                              fix=(f"did you mean {', '.join(near)}? " if near else "")
+                              + f"languages present: {', '.join(present)}")
         if code not in out:
             out.append(code)
     return out

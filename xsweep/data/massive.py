@@ -8,15 +8,15 @@ line, because a sweep that silently skips a bad row reports a score on different
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import re
 import tarfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from xsweep.data.textio import iter_binary_lines, iter_lines
 from xsweep.errors import XsweepError
 from xsweep.languages import CHARACTER_SPLIT_LOCALES, check_locale
 
@@ -37,6 +37,8 @@ class MassiveExample:
     intent: str
     utt: str
     annot_utt: str | None
+    where: str = field(default="", compare=False, repr=False)
+    """`file:line` the row was read from (for errors found after reading); "" when not from a file."""
 
 
 def _is_tarball(path: Path) -> bool:
@@ -90,16 +92,20 @@ def locale_file(data_dir: Path, locale: str) -> Path:
 
 def _tar_members(tar_path: Path) -> dict[str, str]:
     """locale -> member name of every `.../data/<locale>.jsonl` inside a MASSIVE tarball."""
-    with tarfile.open(tar_path) as tar:
-        out = {}
-        for member in tar.getmembers():
-            name = member.name
-            if member.isfile() and name.endswith(".jsonl") and "/data/" in f"/{name}":
-                out[name.rsplit("/", 1)[-1][: -len(".jsonl")]] = name
-        return out
+    try:
+        with tarfile.open(tar_path) as tar:
+            out = {}
+            for member in tar.getmembers():
+                name = member.name
+                if member.isfile() and name.endswith(".jsonl") and "/data/" in f"/{name}":
+                    out[name.rsplit("/", 1)[-1][: -len(".jsonl")]] = name
+            return out
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise XsweepError(f"cannot read the archive: it is truncated or corrupt ({exc})",
+                          where=str(tar_path), fix="re-download the archive") from None
 
 
-def _iter_lines(data_dir: Path, locale: str) -> tuple[str, Iterator[str]]:
+def _iter_lines(data_dir: Path, locale: str) -> tuple[str, Iterator[tuple[int, str]]]:
     """(name for messages, text lines) of one locale from a folder, a .gz or a tarball."""
     if _is_tarball(data_dir):
         members = _tar_members(data_dir)
@@ -109,21 +115,18 @@ def _iter_lines(data_dir: Path, locale: str) -> tuple[str, Iterator[str]]:
                 fix=f"locales present: {', '.join(sorted(members)) or 'none'}; {_GET_DATA}")
         name = members[locale]
 
-        def lines() -> Iterator[str]:
-            with tarfile.open(data_dir) as tar:
-                raw = tar.extractfile(name)
-                assert raw is not None  # isfile() was checked when listing members
-                yield from io.TextIOWrapper(raw, encoding="utf-8")
+        def lines() -> Iterator[tuple[int, str]]:
+            try:
+                with tarfile.open(data_dir) as tar:
+                    raw = tar.extractfile(name)
+                    assert raw is not None  # isfile() was checked when listing members
+                    yield from iter_binary_lines(raw, f"{data_dir}!{name}")
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                raise XsweepError(f"cannot read the archive: it is truncated or corrupt ({exc})",
+                                  where=str(data_dir), fix="re-download the archive") from None
 
         return f"{data_dir}!{name}", lines()
-    path = locale_file(data_dir, locale)
-
-    def file_lines() -> Iterator[str]:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            yield from f
-
-    return str(path), file_lines()
+    return str(locale_file(data_dir, locale)), iter_lines(locale_file(data_dir, locale))
 
 
 _STR_FIELDS = ("id", "locale", "partition", "scenario", "intent", "utt")
@@ -158,7 +161,7 @@ def _parse_row(line: str, where: str, locale: str) -> MassiveExample:
                           where=where, fix="the file name and its rows must name the same locale")
     return MassiveExample(id=row["id"], locale=row["locale"], partition=row["partition"],
                           scenario=row["scenario"], intent=row["intent"], utt=row["utt"],
-                          annot_utt=annot)
+                          annot_utt=annot, where=where)
 
 
 def read_massive(data_dir: Path, locale: str,
@@ -180,7 +183,7 @@ def read_massive(data_dir: Path, locale: str,
     name, lines = _iter_lines(Path(data_dir), locale)
     out: list[MassiveExample] = []
     counts = dict.fromkeys(PARTITIONS, 0)
-    for lineno, line in enumerate(lines, start=1):
+    for lineno, line in lines:
         if not line.strip():
             continue  # a final newline (or its absence, as in en-US.jsonl) is not data
         ex = _parse_row(line, f"{name}:{lineno}", locale)
@@ -220,12 +223,13 @@ def split_words(text: str, locale: str) -> list[str]:
     return text.split()
 
 
-def parse_annot_utt(annot_utt: str, locale: str) -> tuple[list[str], list[str]]:
+def parse_annot_utt(annot_utt: str, locale: str, where: str | None = None) -> tuple[list[str], list[str]]:
     """Words and one label per word from `[slot : words]` markup; `Other` outside slots.
 
     Tolerates irregular spacing around `[`, `:` and `]`; the slot name ends at the first `:` so
     values may contain `:` ("[time : 5:30 pm]"). Labels are per word, not BIO: span F1 merges
-    adjacent equal labels. Stray brackets are errors, since they mean the markup was damaged.
+    adjacent equal labels. Stray brackets are errors, since they mean the markup was damaged;
+    `where` (`file:line`) names the row in them.
     """
     words: list[str] = []
     labels: list[str] = []
@@ -233,8 +237,8 @@ def parse_annot_utt(annot_utt: str, locale: str) -> tuple[list[str], list[str]]:
 
     def outside(text: str) -> None:
         if "[" in text or "]" in text:
-            raise XsweepError(f"unbalanced bracket in annot_utt {annot_utt!r}",
-                              fix="slots must be written [slot_name : words]")
+            raise XsweepError(f"unbalanced bracket in annot_utt {annot_utt!r}", where=where,
+                              fix="slots must be written [slot_name : words]; correct or re-download the row")
         chunk = split_words(text, locale)
         words.extend(chunk)
         labels.extend([OTHER] * len(chunk))
@@ -243,7 +247,7 @@ def parse_annot_utt(annot_utt: str, locale: str) -> tuple[list[str], list[str]]:
         outside(annot_utt[pos:m.start()])
         value = split_words(m.group(2), locale)
         if not value:
-            raise XsweepError(f"empty slot {m.group(1)!r} in annot_utt {annot_utt!r}",
+            raise XsweepError(f"empty slot {m.group(1)!r} in annot_utt {annot_utt!r}", where=where,
                               fix="every [slot_name : words] needs words")
         words.extend(value)
         labels.extend([m.group(1)] * len(value))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from xsweep.data.sgd import read_dialogues, split_dir
+from xsweep.data.textio import read_lines
 from xsweep.errors import XsweepError
 from xsweep.languages import XSGD_CODES, resolve_tatoeba_targets, resolve_xsgd_targets
 
@@ -100,8 +101,7 @@ def _documents_from_pairs(pairs: list[tuple[str, str]], lang: str, name: str,
 def line_aligned_documents(source_file: Path, target_file: Path, lang: str,
                            lines_per_document: int = 1) -> list[AlignedDocument]:
     """Documents from two line-aligned files (line i of one translates line i of the other)."""
-    src = Path(source_file).read_text(encoding="utf-8").splitlines()
-    tgt = Path(target_file).read_text(encoding="utf-8").splitlines()
+    src, tgt = read_lines(Path(source_file)), read_lines(Path(target_file))
     if len(src) != len(tgt):
         raise XsweepError(f"line counts differ: {len(src)} vs {len(tgt)}",
                           where=f"{source_file} / {target_file}",
@@ -117,7 +117,7 @@ def line_aligned_documents(source_file: Path, target_file: Path, lang: str,
 def tsv_documents(path: Path, lang: str, lines_per_document: int = 1) -> list[AlignedDocument]:
     """Documents from a TSV of `english<TAB>target` lines."""
     pairs = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for i, line in enumerate(read_lines(Path(path)), start=1):
         if not line.strip():
             continue
         cols = line.split("\t")
@@ -133,7 +133,7 @@ def tatoeba_documents(data_dir: Path, targets: str | Iterable[str] = "all") -> l
 
     Tatoeba's sentences are short and not from conversations: the stand-in this project has for the
     paper's non-conversational (OPUS) alignment data. `targets`: ISO-639-3 codes or MASSIVE locales,
-    or "all" (every XTREME language in the folder).
+    or "all" (every language in the folder, XTREME's 36 or any other `xxx-eng` pair).
     """
     from xsweep.data.tatoeba import available_tatoeba, read_tatoeba
 
@@ -142,7 +142,7 @@ def tatoeba_documents(data_dir: Path, targets: str | Iterable[str] = "all") -> l
         pairs = read_tatoeba(data_dir, iso3)  # a language missing from the folder is an error naming those present
         docs += _documents_from_pairs(list(zip(pairs.english, pairs.sentences)), iso3, f"tatoeba.{iso3}", 1)
     if not docs:
-        raise XsweepError("no Tatoeba language of XTREME in the folder", where=str(data_dir),
+        raise XsweepError("no Tatoeba language in the folder", where=str(data_dir),
                           fix="run `xsweep data download tatoeba`, or point align.data at a folder of "
                               "tatoeba.<iso3>-eng.* files")
     return docs

@@ -19,7 +19,6 @@ Languages are MASSIVE locales here too: `en-US` reads SGD's `utterance`, another
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from xsweep.atomic import write_json
+from xsweep.data.textio import read_text
 from xsweep.errors import XsweepError
 from xsweep.languages import locale_for_xsgd, xsgd_code_for
 
@@ -84,15 +84,14 @@ def split_dir(data_dir: Path, split: str) -> Path:
 
 
 def _load_json(path: Path) -> Any:
-    opener = gzip.open if path.name.endswith(".gz") else open
+    text = read_text(path)  # bad bytes and broken .gz: xsweep's error with file and line
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise XsweepError(f"malformed JSON ({e.msg})", where=f"{path}:{e.lineno}",
                           fix="re-download the file; it may be truncated") from None
-    except (OSError, EOFError) as e:
-        raise XsweepError(f"cannot read: {e}", where=str(path), fix="re-download the file") from None
+    except RecursionError:
+        raise XsweepError("JSON nested too deeply", where=str(path), fix="re-download the file") from None
 
 
 def _need(obj: Any, key: str, kind: type, where: str) -> Any:
@@ -169,6 +168,11 @@ def read_dialogues(folder: Path, lang: str | None = None) -> list[dict]:
     `lang`: an XSGD code whose `utterance_<code>` every turn must have (None: English only).
     Dialogues stay plain dicts in the SGD format; they are large and read in one place.
     """
+    return read_dialogues_and_files(folder, lang)[0]
+
+
+def read_dialogues_and_files(folder: Path, lang: str | None = None) -> tuple[list[dict], dict[str, Path]]:
+    """`read_dialogues`, and the file each dialogue id came from (for errors found later)."""
     out: list[dict] = []
     seen: dict[str, Path] = {}
     for path in dialogue_files(folder):
@@ -183,34 +187,42 @@ def read_dialogues(folder: Path, lang: str | None = None) -> list[dict]:
                                   fix=f"also in {seen[d['dialogue_id']]}; remove the duplicate file")
             seen[d["dialogue_id"]] = path
             out.append(d)
-    return out
+    return out, seen
 
 
-def check_services(dialogues: Sequence[dict], schema: dict[str, SgdService]) -> None:
-    """Every service and active intent the dialogues name must be in the schema."""
+def check_services(dialogues: Sequence[dict], schema: dict[str, SgdService],
+                   schema_path: Path | str = "schema.json", files: dict[str, Path] | None = None) -> None:
+    """Every service and active intent the dialogues name must be in the schema; an error names
+    the dialogue's file (`files`: dialogue id -> file, from read_dialogues_and_files), the dialogue and the turn."""
     for d in dialogues:
-        for turn in d["turns"]:
+        source = (files or {}).get(d["dialogue_id"], "dialogues")
+        for t, turn in enumerate(d["turns"]):
+            where = f"{source}: dialogue {d['dialogue_id']} turn {t}"
             for frame in turn["frames"]:
                 svc = schema.get(frame["service"])
                 if svc is None:
-                    raise XsweepError(f"service {frame['service']!r} is not in the schema",
-                                      where=f"dialogue {d['dialogue_id']}",
-                                      fix="use the schema.json of the same split")
+                    raise XsweepError(f"service {frame['service']!r} is not in the schema {schema_path}",
+                                      where=where,
+                                      fix=f"services there: {', '.join(sorted(schema))}; keep each split's "
+                                          "dialogues beside that split's own schema.json")
                 intent = frame.get("state", {}).get("active_intent", "NONE")
                 if intent != "NONE" and intent not in svc.intents:
-                    raise XsweepError(f"intent {intent!r} is not an intent of {svc.name}",
-                                      where=f"dialogue {d['dialogue_id']}",
-                                      fix="use the schema.json of the same split")
+                    raise XsweepError(
+                        f"active_intent {intent!r} is not an intent of {svc.name} in {schema_path}",
+                        where=where,
+                        fix=f"{svc.name}'s intents there: {', '.join(svc.intents)}; correct the turn's "
+                            "active_intent, or add the intent to the service in schema.json")
 
 
 def intent_examples(dialogues: Sequence[dict], schema: dict[str, SgdService],
                     intent_turns: IntentTurns = "active_intent",
-                    lang: str | None = None) -> list[SgdIntentExample]:
+                    lang: str | None = None, *, schema_path: Path | str = "schema.json",
+                    files: dict[str, Path] | None = None) -> list[SgdIntentExample]:
     """One example per user frame, no-intent frames included (see the module docstring)."""
     if intent_turns not in INTENT_TURN_CHOICES:
         raise XsweepError(f"unknown intent_turns {intent_turns!r}",
                           fix=f"use one of {', '.join(INTENT_TURN_CHOICES)}")
-    check_services(dialogues, schema)
+    check_services(dialogues, schema, schema_path, files)
     key = "utterance" if lang is None else f"utterance_{lang}"
     out = []
     for d in dialogues:
@@ -238,7 +250,9 @@ def read_split_examples(data_dir: Path, split: str, lang: str | None = None,
                         intent_turns: IntentTurns = "active_intent") -> list[SgdIntentExample]:
     """The intent examples of one split of an SGD/XSGD folder (see `split_dir`), validated."""
     folder = split_dir(data_dir, split)
-    return intent_examples(read_dialogues(folder, lang), read_schema(folder), intent_turns, lang)
+    dialogues, files = read_dialogues_and_files(folder, lang)
+    return intent_examples(dialogues, read_schema(folder), intent_turns, lang,
+                           schema_path=folder / "schema.json", files=files)
 
 
 def xsgd_lang(locale: str) -> str | None:

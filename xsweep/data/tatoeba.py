@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import re
+
+from xsweep.data.textio import read_lines
 from xsweep.errors import XsweepError
-from xsweep.languages import check_tatoeba_code, locale_for_tatoeba
+from xsweep.languages import TATOEBA_CODES
 
 _GET = "run `xsweep data download tatoeba`, or point at a folder holding tatoeba.<iso3>-eng.* files"
 
@@ -22,7 +25,8 @@ class TatoebaSet:
 
     iso3: str
     locale: str | None
-    """MASSIVE locale the language is reported under (None if not in MASSIVE)."""
+    """MASSIVE locale the language is reported under (None if not in MASSIVE, or not one of
+    XTREME's 36: the full download has 112 languages, each scored under its own code)."""
     sentences: list[str]
     english: list[str]
 
@@ -52,19 +56,32 @@ def available_tatoeba(data_dir: Path) -> list[str]:
     return sorted(c for c in codes if (folder / f"tatoeba.{c}-eng.{c}").is_file())
 
 
+_CODE = re.compile(r"[a-z]{2,3}")
+
+
 def read_tatoeba(data_dir: Path, iso3: str) -> TatoebaSet:
-    """The aligned pair of files for `iso3`; unequal line counts or an empty set are errors."""
-    check_tatoeba_code(iso3)
+    """The aligned pair of files for `iso3` (any code a folder holds, XTREME's 36 or not);
+    unequal line counts, a blank line on one side, bad bytes or an empty set are errors."""
     folder = tatoeba_folder(data_dir)
+    if not isinstance(iso3, str) or not _CODE.fullmatch(iso3):
+        raise XsweepError(f"{iso3!r} is not a Tatoeba language code", where=str(folder),
+                          fix=f"use an ISO 639-3 code as in tatoeba.<iso3>-eng.<iso3>; present: "
+                              f"{', '.join(available_tatoeba(folder))}")
     src, eng = folder / f"tatoeba.{iso3}-eng.{iso3}", folder / f"tatoeba.{iso3}-eng.eng"
     if not (src.is_file() and eng.is_file()):
         raise XsweepError(f"no Tatoeba files for {iso3}", where=str(folder),
                           fix=f"languages present: {', '.join(available_tatoeba(folder))}; {_GET}")
-    sentences = src.read_text(encoding="utf-8").splitlines()
-    english = eng.read_text(encoding="utf-8").splitlines()
+    sentences, english = read_lines(src), read_lines(eng)
     if len(sentences) != len(english):
         raise XsweepError(f"line counts differ: {len(sentences)} vs {len(english)}",
                           where=f"{src} / {eng}", fix="re-download; the files must be aligned")
     if not sentences:
         raise XsweepError("empty Tatoeba set", where=str(src), fix="re-download the files")
-    return TatoebaSet(iso3, locale_for_tatoeba(iso3), sentences, english)
+    for i, (s, e) in enumerate(zip(sentences, english), start=1):
+        if not s.strip() or not e.strip():
+            blank = src if not s.strip() else eng
+            raise XsweepError("blank line on one side of a sentence pair", where=f"{blank}:{i}",
+                              fix="the two files are no longer aligned (a line lost or added near here); "
+                                  "re-download them")
+    info = TATOEBA_CODES.get(iso3)
+    return TatoebaSet(iso3, info[1] if info else None, sentences, english)

@@ -73,15 +73,23 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
     """Parse every file the sweep will read, and check each grid point's few-shot size fits."""
     from xsweep.data.fewshot import sample_few_shot
     from xsweep.data.massive import read_massive
+    from xsweep.data.massive_checks import check_locale_rows
 
     if cfg.data.dataset == "sgd":
         check_sgd_data(cfg, data_dir, eval_locales)
         return
     configs = trial_configs(cfg)
     train_locales = sorted({c.data.train_locale for c in configs})
+    slots = any(c.head.kind == "slot" for c in configs)
+    # A whole-file read validates every line (malformed JSON, wrong field types, bad bytes, empty file).
+    train_files = {locale: read_massive(data_dir, locale) for locale in train_locales}
     for locale in sorted(set(eval_locales) | set(train_locales)):
-        # A whole-file read validates every line (malformed JSON, wrong field types, empty file).
-        rows = read_massive(data_dir, locale)
+        rows = train_files[locale] if locale in train_files else read_massive(data_dir, locale)
+        # Content faults that would silently change a score, or fail only at evaluation: duplicated
+        # rows, test intents the label map lacks, non-parallel ids, slot markup (data/massive_checks.py).
+        for train_locale, train_rows in train_files.items():
+            check_locale_rows(rows, train_rows, evaluated=locale in eval_locales,
+                              trains=locale == train_locale, slots=slots)
         wanted = (["test"] if locale in eval_locales else []) + (["train", "dev"] if locale in train_locales else [])
         for partition in wanted:
             if not any(r.partition == partition for r in rows):

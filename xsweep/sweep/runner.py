@@ -23,7 +23,7 @@ from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
 from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
-from xsweep.sweep.retrieval import run_retrieval
+from xsweep.sweep.retrieval import check_retrieval, run_retrieval
 from xsweep.sweep.phases import ended_as_asked, run_in_phases
 from xsweep.sweep.pruning import FINISHED
 from xsweep.sweep.ray_session import first_line, start_ray
@@ -93,6 +93,8 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
     inputs = prepare_inputs(cfg, log=log)
     stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(log)) if stage_shapes(cfg) else []
     check_align_data(stages)
+    if cfg.align.retrieval and stages:  # not after the alignment stage has spent its hours
+        check_retrieval(cfg, demo_data_dir(log))
     specs = plan_trials(cfg, run_dir, inputs, stages)
     pending = [s for s in specs if not _completed(Path(s.trial_dir))]
     created = _claim_run_dir(run_dir, cfg, inputs)
@@ -200,6 +202,8 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
 
     points = grid_points(cfg)
     stages = describe_stages(cfg)
+    if cfg.align.retrieval and stages and cfg.align.retrieval != "demo":
+        check_retrieval(cfg, None)  # a language the folder lacks, or a damaged file, fails the dry run too
     if not cfg.sweep.downstream:  # a stages-only experiment: its alignment runs are all it does
         return "\n".join([f"experiment {cfg.name}: the alignment stage only (sweep.downstream: false)", *stages,
                           f"  run directory: {run_dir_of(cfg)}"])
