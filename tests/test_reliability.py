@@ -341,7 +341,7 @@ def test_servers_bind_to_loopback_by_default():
 
     assert build_parser().parse_args(["tensorboard", "runs/x"]).host == "127.0.0.1"
     assert inspect.signature(start_tensorboard).parameters["host"].default == "127.0.0.1"
-    source = (REPO_ROOT / "xsweep" / "sweep" / "runner.py").read_text()
+    source = (REPO_ROOT / "xsweep" / "sweep" / "ray_session.py").read_text()
     assert "include_dashboard=False" in source  # a local sweep starts no dashboard at all
     assert "0.0.0.0" not in "".join(p.read_text() for p in python_files())
 
