@@ -46,9 +46,11 @@ class BackboneConfig:
 
 @dataclass
 class DataConfig:
-    dataset: Literal["massive", "sgd"] = "massive"
-    """Which data set the downstream task reads: `massive` (intents or slots), or `sgd` (the paper's
-    SGD intent task: NLI over the turn's service's intents, out of scope below 0.5; head.kind nli)."""
+    dataset: Literal["massive", "sgd", "conll"] = "massive"
+    """Which data set the downstream task reads: `massive` (intents or slots), `sgd` (the paper's
+    SGD intent task: NLI over the turn's service's intents, out of scope below 0.5; head.kind nli), or
+    `conll` (a folder of `<lang>.<split>.conll` intent/slot files, as xSID; data.path names it, and
+    locales are the data's own language tags, checked against the folder before Ray)."""
     path: str = "demo"
     """`demo` (data xsweep generates itself; for sgd its XSGD-layout dialogues), `massive` (the MASSIVE
     1.1 release fetched by `xsweep data download massive` into xsweep's data root), `sgd` (SGD fetched
@@ -79,7 +81,7 @@ class DataConfig:
                  "use 5, 15 or null")
         for key, codes in (("data.train_locale", [self.train_locale]),
                            ("data.eval_locales", [] if self.eval_locales == "all" else self.eval_locales)):
-            for code in codes:
+            for code in codes if self.dataset != "conll" else []:  # conll: the folder's tags, before Ray
                 try:
                     check_locale(code)
                 except XsweepError as exc:  # a typo must not silently drop a language from a sweep
@@ -101,6 +103,9 @@ class DataConfig:
             if self.path == "massive":
                 fail("data.path", "data.dataset is sgd but data.path names MASSIVE",
                      "use data.path: sgd (after `xsweep data download sgd`), demo, or an SGD folder")
+        elif self.dataset == "conll" and self.path in NAMED_DATA:
+            fail("data.path", f"data.dataset is conll but data.path is {self.path!r}, a named data set",
+                 "point data.path at a folder of <lang>.<split>.conll files")
         elif self.path == "sgd":
             fail("data.path", f"data.path sgd names SGD but data.dataset is {self.dataset!r}",
                  "set data.dataset: sgd (with head.kind: nli), or point data.path at MASSIVE")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from xsweep.data.sgd import read_dialogues, split_dir
+from xsweep.data.sgd import read_dialogues_and_files, split_dir
 from xsweep.data.textio import read_lines
 from xsweep.errors import XsweepError
 from xsweep.languages import XSGD_CODES, resolve_tatoeba_targets, resolve_xsgd_targets
@@ -58,7 +58,7 @@ def xsgd_documents(data_dir: Path, split: str = "train",
     in the files). A requested language missing from any turn is an error naming the turn.
     """
     folder = split_dir(data_dir, split)
-    english = read_dialogues(folder)
+    english, files = read_dialogues_and_files(folder)
     if targets == "all":
         codes = [c for c in xsgd_languages(english) if c in XSGD_CODES]
         if not codes:
@@ -73,7 +73,7 @@ def xsgd_documents(data_dir: Path, split: str = "train",
         for d in english:
             missing = [i for i, t in enumerate(d["turns"]) if key not in t]
             if missing:
-                raise XsweepError(f"no {key} in turn {missing[0]}", where=f"{folder}: dialogue "
+                raise XsweepError(f"no {key} in turn {missing[0]}", where=f"{files[d['dialogue_id']]}: dialogue "
                                   f"{d['dialogue_id']}", fix=f"languages present: {present}; "
                                   "choose among them or use complete XSGD files")
             docs.append(AlignedDocument(
@@ -84,12 +84,13 @@ def xsgd_documents(data_dir: Path, split: str = "train",
 
 
 def _documents_from_pairs(pairs: list[tuple[str, str]], lang: str, name: str,
-                          lines_per_document: int) -> list[AlignedDocument]:
+                          lines_per_document: int, where: str | None = None) -> list[AlignedDocument]:
+    """`name` prefixes the document ids; `where` (the file's path) names it in errors."""
     if lines_per_document < 1:
         raise XsweepError(f"lines_per_document must be >= 1, got {lines_per_document}",
                           fix="use 1 for independent sentences")
     if not pairs:
-        raise XsweepError("no parallel lines", where=name, fix="check the files are not empty")
+        raise XsweepError("no parallel lines", where=where or name, fix="check the files are not empty")
     docs = []
     for start in range(0, len(pairs), lines_per_document):
         chunk = pairs[start:start + lines_per_document]
@@ -111,7 +112,7 @@ def line_aligned_documents(source_file: Path, target_file: Path, lang: str,
             raise XsweepError("one side of a pair is empty", where=f"{source_file}:{i}",
                               fix="the files are not aligned; check for a missing line")
     return _documents_from_pairs(list(zip(src, tgt)), lang, Path(target_file).name,
-                                 lines_per_document)
+                                 lines_per_document, str(target_file))
 
 
 def tsv_documents(path: Path, lang: str, lines_per_document: int = 1) -> list[AlignedDocument]:
@@ -125,7 +126,7 @@ def tsv_documents(path: Path, lang: str, lines_per_document: int = 1) -> list[Al
             raise XsweepError(f"expected 2 tab-separated columns, got {len(cols)}",
                               where=f"{path}:{i}", fix="write one `english<TAB>target` per line")
         pairs.append((cols[0], cols[1]))
-    return _documents_from_pairs(pairs, lang, Path(path).name, lines_per_document)
+    return _documents_from_pairs(pairs, lang, Path(path).name, lines_per_document, str(path))
 
 
 def tatoeba_documents(data_dir: Path, targets: str | Iterable[str] = "all") -> list[AlignedDocument]:

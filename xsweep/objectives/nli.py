@@ -24,8 +24,9 @@ OUT_OF_SCOPE = -1
 
 
 def intent_hypothesis(intent: str) -> str:
-    """MASSIVE's hypothesis for an intent, as the authors: the name with `_` as spaces."""
-    return intent.replace("_", " ")
+    """The hypothesis for an intent, as the authors: the name with `_` as spaces (MASSIVE); a `/`
+    (CoNLL data: `weather/find`) is a space too."""
+    return intent.replace("_", " ").replace("/", " ")
 
 
 @dataclass

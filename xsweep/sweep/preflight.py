@@ -78,6 +78,9 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
     if cfg.data.dataset == "sgd":
         check_sgd_data(cfg, data_dir, eval_locales)
         return
+    if cfg.data.dataset == "conll":
+        check_conll_data(cfg, data_dir, eval_locales)
+        return
     configs = trial_configs(cfg)
     train_locales = sorted({c.data.train_locale for c in configs})
     slots = any(c.head.kind == "slot" for c in configs)
@@ -105,6 +108,27 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
             except XsweepError as exc:
                 raise XsweepError(f"data.shots={shots}: {exc.what} in the {locale} training data",
                                   where="data.shots", fix=exc.fix) from None
+
+
+def check_conll_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -> None:
+    """Parse every CoNLL file a trial reads (every block: columns, BIO tags, intent), then the
+    MASSIVE-style content checks: dev/test intents the training split lacks, and few-shot sizes."""
+    from xsweep.data.conll import read_conll
+    from xsweep.data.fewshot import sample_few_shot
+    from xsweep.data.massive_checks import check_known_intents
+
+    train_locale = cfg.data.train_locale
+    train = read_conll(data_dir, train_locale, "train")
+    intents = {row.intent for row in train}
+    check_known_intents(read_conll(data_dir, train_locale, "dev"), intents, train_locale, ["dev"])
+    for locale in eval_locales:
+        check_known_intents(read_conll(data_dir, locale, "test"), intents, train_locale, ["test"])
+    for shots in sorted({c.data.shots for c in trial_configs(cfg)} - {None}):
+        try:
+            sample_few_shot(train, shots, seed=0)
+        except XsweepError as exc:
+            raise XsweepError(f"data.shots={shots}: {exc.what} in the {train_locale} training data",
+                              where="data.shots", fix=exc.fix) from None
 
 
 def check_sgd_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -> None:

@@ -36,7 +36,8 @@ DEMO_SEED = 0
 @dataclass
 class PreparedInputs:
     data_dir: Path
-    """Local MASSIVE folder of `<locale>.jsonl` files, or SGD folder (`data.dataset: sgd`)."""
+    """Local MASSIVE folder of `<locale>.jsonl` files, SGD folder (`data.dataset: sgd`), or CoNLL
+    folder of `<lang>.<split>.conll` files (`data.dataset: conll`)."""
     eval_locales: list[str]
     backbone_path: str
     """Local directory (built-in or user's) or a hub id."""
@@ -103,9 +104,41 @@ def _prepare_sgd(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Pat
     return data_dir, eval_locales, files
 
 
+def _prepare_conll(cfg: ExperimentConfig) -> tuple[Path, list[str], list[Path]]:
+    """A CoNLL folder: its languages are the data's own tags, checked here (not at config load),
+    with the nearest tags the folder holds for a misspelt one."""
+    import difflib
+
+    from xsweep.data.conll import conll_files, conll_languages
+
+    data_dir = Path(cfg.data.path).expanduser()
+    files = conll_files(data_dir)
+    testable = conll_languages(data_dir, "test")
+
+    def unknown(key: str, tag: str, have: list[str], need: str) -> XsweepError:
+        near = difflib.get_close_matches(tag, have, n=3, cutoff=0.5)
+        return XsweepError(f"{key}: no {need} for language {tag!r} in {str(data_dir)!r}", where=key,
+                           fix=(f"did you mean {', '.join(near)}? " if near else "")
+                           + f"languages there: {', '.join(have) or 'none'}")
+
+    train = cfg.data.train_locale
+    if train not in files or not {"train", "dev"} <= set(files[train]):
+        raise unknown("data.train_locale", train, conll_languages(data_dir, "train"),
+                      f"{train}.train.conll and {train}.valid.conll")
+    eval_locales = testable if cfg.data.eval_locales == "all" else list(cfg.data.eval_locales)
+    for tag in eval_locales:
+        if tag not in testable:
+            raise unknown("data.eval_locales", tag, testable, f"{tag}.test.conll")
+    eval_locales = sorted(eval_locales, key=lambda loc: (loc != train, loc))
+    read = [files[train]["train"], files[train]["dev"]] + [files[tag]["test"] for tag in eval_locales]
+    return data_dir, eval_locales, list(dict.fromkeys(read))
+
+
 def prepare_inputs(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> PreparedInputs:
     if cfg.data.dataset == "sgd":
         data_dir, eval_locales, files = _prepare_sgd(cfg, log)
+    elif cfg.data.dataset == "conll":
+        data_dir, eval_locales, files = _prepare_conll(cfg)
     else:
         data_dir, eval_locales, files = _prepare_massive(cfg, log)
     # Bad data, shots or aligned prompts fail here, in the driver, before any trial starts.
@@ -183,7 +216,7 @@ def package_versions() -> dict[str, str]:
 def _file_name(path: Path, data_dir: Path, cfg: ExperimentConfig) -> str:
     """A data file's manifest key: its name (MASSIVE's `<locale>.jsonl`), or for SGD its path in
     the data folder, since each of SGD's splits holds a `schema.json`."""
-    if cfg.data.dataset == "massive":
+    if cfg.data.dataset in ("massive", "conll"):
         return path.name
     try:
         return path.relative_to(data_dir).as_posix()

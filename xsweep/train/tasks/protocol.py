@@ -11,6 +11,7 @@ evaluation, early stopping, checkpoints, test evaluation. What differs is in one
 | slot               | slot    | SlotModel   | B word sequences, first-sub-token labels  | f1 (seqeval span micro F1)  |
 | sgd (nli head)     | sgd     | NliModel    | per SGD frame: a positive and a negative  | accuracy, out of scope when |
 |                    |         |             | (in scope), or one negative (out of scope)| no candidate passes 0.5     |
+| conll_slot         | conll   | SlotModel   | as slot; words and BIO tags from CoNLL    | f1 on the file's BIO spans  |
 
 `optim.eval_batch_size` counts rows of one forward: utterances, or pairs for NLI (N x C pairs).
 
