@@ -203,7 +203,7 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
     points = grid_points(cfg)
     stages = describe_stages(cfg)
     if cfg.align.retrieval and stages and cfg.align.retrieval != "demo":
-        check_retrieval(cfg, None)  # a language the folder lacks, or a damaged file, fails the dry run too
+        check_retrieval(cfg, None, dry_run=True)  # a language the folder lacks, or a damaged file, fails it too
     if not cfg.sweep.downstream:  # a stages-only experiment: its alignment runs are all it does
         return "\n".join([f"experiment {cfg.name}: the alignment stage only (sweep.downstream: false)", *stages,
                           f"  run directory: {run_dir_of(cfg)}"])
