@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from typing import Any, Literal
@@ -30,7 +31,7 @@ def build(cls: type, raw: Any, prefix: str, source: str, lines: dict[str, int]) 
         raise XsweepError(f"{section} must be a mapping, got {type(raw).__name__}",
                           where=where(source, lines, prefix.rstrip(".")),
                           fix=f"write {section} as `key: value` lines")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in raw.items():
@@ -117,3 +118,10 @@ def try_coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     if hint is str:
         return isinstance(value, str), value
     return isinstance(value, hint), value
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A dataclass's resolved field types; resolving them (string annotations) costs more than the
+    rest of a build, and planning a sweep builds a config per trial."""
+    return typing.get_type_hints(cls)
