@@ -37,6 +37,20 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def e5_small(shared_data) -> str:
+    """intfloat/multilingual-e5-small, a real multilingual encoder, built into the Hugging Face
+    cache by ../shared/tools/multilingual_e5.py (idempotent; `make test` runs it first)."""
+    import subprocess
+    import sys
+
+    tool = shared_data.parent / "tools" / "multilingual_e5.py"
+    done = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        pytest.fail(f"{tool} could not build multilingual-e5-small:\n{done.stderr[-2000:]}")
+    return "intfloat/multilingual-e5-small"
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
 

@@ -75,6 +75,10 @@ class TrialRecord:
     padding_ratio: float | None = None
     """Training: token positions fed to the model / real tokens, over the batches this trial's last
     run trained on (1.0: no padding); `optim.bucket_by_length` lowers it."""
+    precision: str | None = None
+    """`fp32`, `bf16` or `fp16`: what the trial computed in (`optim.precision`, `auto` resolved)."""
+    matmul_tf32: bool = False
+    """fp32 on CUDA: matmuls were allowed TF32 tensor cores."""
     aligned_on: str | None = None
     """APT: the parallel data its starting prompt was aligned on (`xsgd`, `tatoeba`, a .tsv's name);
     None for FT and PT, or for a prompt given by hand whose alignment run says nothing of its data."""
@@ -119,6 +123,8 @@ def read_records(run_dir: Path) -> list[TrialRecord]:
 ADDED_KEYS: dict[str, Any] = {
     # Length-bucketed training batches (on from their introduction; earlier runs drew random batches).
     "optim.bucket_by_length": True,
+    # Mixed precision: `auto` is fp32 on CPU, as before; on a GPU it is bf16 (docs/CHANGELOG.md).
+    "optim.precision": "auto",
     # Alignment settings fixed in train/align.py until the experiment schema took them (issue 16).
     "align.warmup_ratio": 0.1,
     "align.temperature": 0.05,

@@ -112,6 +112,9 @@ def _check_fuse(cfg: ExperimentConfig, fail: Fail) -> None:
         fail("sweep.fuse", f"sweep.fuse {s.fuse} fuses PT/APT trials with the vanilla head on MASSIVE, but this "
              f"experiment is {cfg.method} with the {cfg.head.kind} head on {cfg.data.dataset}",
              "set sweep.fuse: 1")
+    if s.fuse > 1 and cfg.optim.precision == "fp16" and "optim.precision" not in s.grid:
+        fail("sweep.fuse", "fused trials compute in fp32 or bf16; fp16 would need a gradient scaler per member",
+             "set optim.precision: bf16 (or fp32), or sweep.fuse: 1")
     if s.fuse > 1 and s.pruning.milestones:
         fail("sweep.fuse", "sweep.fuse and sweep.pruning cannot be combined: a fused run keeps no checkpoint, so "
              "its trials cannot pause at a pruning milestone and go on later",

@@ -26,11 +26,11 @@ Fail = Callable[[str, str, str], None]
 """fail(dotted key, what is wrong, how to fix it): raises the XsweepError naming the key's file and line."""
 
 
-def can_fuse(method: str, head_kind: str, dataset: str) -> bool:
+def can_fuse(method: str, head_kind: str, dataset: str, precision: str = "auto") -> bool:
     """Whether trials of this setup can share one backbone forward (`sweep.fuse`, train/fused.py):
-    a frozen backbone (pt, apt) and the vanilla intent head on MASSIVE. `train.fused.check_fusable`
+    a frozen backbone (pt, apt), the vanilla intent head on MASSIVE, and not fp16. `train.fused.check_fusable`
     refuses the rest, saying which part fails."""
-    return method in ("pt", "apt") and head_kind == "vanilla" and dataset == "massive"
+    return method in ("pt", "apt") and head_kind == "vanilla" and dataset == "massive" and precision != "fp16"
 
 
 @dataclass
@@ -170,6 +170,10 @@ class OptimConfig:
     """Stop after this many dev evaluations without improvement."""
     eval_batch_size: int = 128
     """Examples per forward pass in evaluation."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Compute dtype (models/precision.py): `bf16`/`fp16` run under autocast, and PT/APT keep the
+    frozen backbone in that dtype; prompts, heads and saved tensors stay fp32. `auto`: bf16 on a
+    GPU that supports it, fp32 on CPU."""
     bucket_by_length: bool = True
     """Training batches hold examples of similar length (pools of 50 batches sorted by length,
     batches shuffled; each epoch every example once, drawn from the trial's seed), so they pad
@@ -275,8 +279,8 @@ class SweepConfig:
     """Trials of one group (same config but learning rate and seed) run as one fused trial, up to
     this many: one process, one frozen backbone, one batched forward per step, each trial with its
     own prompt, head, optimiser and early stopping (train/fused.py). For PT/APT with the vanilla
-    head on MASSIVE; other groups run alone. It pays on a GPU, where few-shot batches leave the
-    device idle; on a CPU it costs the same. 1: every trial alone."""
+    head on MASSIVE, in fp32 or bf16; other groups run alone. On a CPU it costs about the same as
+    running the trials one by one (bench/bench_fused.py); 1: every trial alone."""
 
     def check(self, fail: Fail, *, optim: OptimConfig) -> None:
         """The seeds, the caps and the pruning plan (`optim`: the schedule it prunes). What fusing

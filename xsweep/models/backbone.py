@@ -85,9 +85,10 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
 
 
-def load_backbone(name_or_path: str, *, attn_implementation: str | None = None
+def load_backbone(name_or_path: str, *, attn_implementation: str | None = None, dtype: torch.dtype | None = None
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an encoder and its tokenizer from a local folder or a Hugging Face hub id.
+    """Load an encoder and its tokenizer from a local folder or a Hugging Face hub id; `dtype`
+    casts its weights (a frozen backbone computing in bf16 or fp16, models/precision.py).
 
     A masked-LM checkpoint loads as its base encoder (the LM head is dropped); the pooler is never
     built, since every head of ours reads `<s>` itself. Hub ids go through the normal Hugging Face
@@ -102,13 +103,15 @@ def load_backbone(name_or_path: str, *, attn_implementation: str | None = None
         raise XsweepError(f"backbone folder {name_or_path!r} does not exist", where="backbone.name",
                           fix="pass a folder holding config.json and the weights, or a hub id")
     if path.is_dir():
-        return _load(str(path), attn_implementation, local_only=True, hub_id=None)
-    try:  # the local Hugging Face cache first: no network wait when the model is already there
-        return _load(name_or_path, attn_implementation, local_only=True, hub_id=name_or_path)
-    except XsweepError:
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not _hub_reachable():
-            raise
-    return _load(name_or_path, attn_implementation, local_only=False, hub_id=name_or_path)
+        encoder, tokenizer = _load(str(path), attn_implementation, local_only=True, hub_id=None)
+    else:
+        try:  # the local Hugging Face cache first: no network wait when the model is already there
+            encoder, tokenizer = _load(name_or_path, attn_implementation, local_only=True, hub_id=name_or_path)
+        except XsweepError:
+            if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not _hub_reachable():
+                raise
+            encoder, tokenizer = _load(name_or_path, attn_implementation, local_only=False, hub_id=name_or_path)
+    return (encoder if dtype is None else encoder.to(dtype)), tokenizer
 
 
 def _hub_reachable(timeout_s: float = 5.0) -> bool:

@@ -24,7 +24,7 @@ Tune trial, which for a fused run holds several of ours)."""
 def fusable(spec: TrialSpec) -> bool:
     """Whether `spec` may share a forward with its group."""
     cfg = spec.config
-    return can_fuse(cfg["method"], cfg["head"]["kind"], cfg["data"]["dataset"])
+    return can_fuse(cfg["method"], cfg["head"]["kind"], cfg["data"]["dataset"], cfg["optim"].get("precision", "auto"))
 
 
 def fused_chunks(specs: list[TrialSpec], fuse: int) -> list[list[TrialSpec]]:

@@ -2,9 +2,9 @@
 
 Tune reuses a trial's actor for the next trial (`reuse_actors=True`), so a process runs many
 trials one after another. Under PT and APT the backbone is frozen and only read (the prompt and
-head are new per trial), so the process keeps one loaded copy, keyed by where it was loaded from
-and its attention implementation, and every later trial skips reading it from disk. FT trains
-the backbone's weights, so FT trials always load their own.
+head are new per trial), so the process keeps one loaded copy, keyed by where it was loaded from,
+its attention implementation and its dtype (`optim.precision`), and every later trial skips
+reading it from disk. FT trains the backbone's weights, so FT trials always load their own.
 
 The trial passes `backbone_loader(method)` to the downstream loop as its `load_backbone`. A trial that
 finds its encoder here gets bit-identical weights to one loaded from disk: loading draws no
@@ -16,22 +16,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from xsweep.config import ResourcesConfig
 from xsweep.models.backbone import load_backbone
 
-_loaded: dict[tuple[str, str | None], tuple] = {}
+_loaded: dict[tuple[str, str | None, str], tuple] = {}
 """At most one backbone per process: a sweep uses one, and a second would double the memory."""
 _disk_loads = 0
 
 
-def cached_backbone(name_or_path: str, *, attn_implementation: str | None = None) -> tuple:
-    """`load_backbone`, once per process for a given (path, attention implementation)."""
+def cached_backbone(name_or_path: str, *, attn_implementation: str | None = None,
+                    dtype: torch.dtype | None = None) -> tuple:
+    """`load_backbone`, once per process for a given (path, attention implementation, dtype)."""
     global _disk_loads
     path = Path(name_or_path).expanduser()
-    key = (str(path.resolve()) if path.is_dir() else name_or_path, attn_implementation)
+    key = (str(path.resolve()) if path.is_dir() else name_or_path, attn_implementation, str(dtype))
     if key not in _loaded:
         _loaded.clear()
-        _loaded[key] = load_backbone(name_or_path, attn_implementation=attn_implementation)
+        _loaded[key] = load_backbone(name_or_path, attn_implementation=attn_implementation, dtype=dtype)
         _disk_loads += 1
     return _loaded[key]
 

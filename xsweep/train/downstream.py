@@ -36,6 +36,7 @@ from xsweep.atomic import atomic_path, write_json
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
+from xsweep.models.precision import allow_tf32, autocast, backbone_dtype, resolve_precision
 from xsweep.models.prompted import load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, training_config, write_record
 from xsweep.train import rng
@@ -130,7 +131,10 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     write_json(trial_dir / "labels.json", labels)
     dev = read_examples(cfg, data_dir, locale, "dev")
 
-    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
+    precision = resolve_precision(cfg.optim.precision, device)
+    record.precision, record.matmul_tf32 = precision, allow_tf32(precision, device)
+    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation,
+                                       dtype=backbone_dtype(precision, cfg.method))
     task = make_task(cfg, labels, tokenizer)
     model = task.build_model(encoder)
     if cfg.method == "apt":
@@ -145,6 +149,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow without it
     writer.hparams(spec.config, [f"dev/{locale}/{metric}", "best_dev",
                                  *(f"test/{loc}/{metric}" for loc in spec.eval_locales)])
 
@@ -154,7 +159,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     best_state: dict[str, torch.Tensor] | None = None
     if checkpoint is not None:
         # Last, so that the random-number generators are those of the moment it was saved.
-        epoch, step, since_best, best_state = _restore(checkpoint, model, optimizer, scheduler, order,
+        epoch, step, since_best, best_state = _restore(checkpoint, model, optimizer, scheduler, scaler, order,
                                                        record, clock)
         if since_best < cfg.optim.patience and _pauses_at(spec, cfg, epoch):
             _pause(record, report, step, epoch)  # asked again to stop where it already stands
@@ -166,22 +171,25 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         for batch in task.train_batches(train_split, cfg.optim.batch_size, order, device):
             batch_positions, batch_tokens = token_counts(batch.attention_mask)
             positions, tokens = positions + batch_positions, tokens + batch_tokens
-            loss = task.loss(model, batch)
+            with autocast(precision, device):
+                loss = task.loss(model, batch)
             if not torch.isfinite(loss):
                 record.status = "diverged"
                 record.error = f"training loss became {loss.item()} at step {step + 1} (epoch {epoch})"
                 report({"step": step, "epoch": epoch, "status": "diverged"})
                 return
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # the scaler only acts under fp16
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             step += 1
             losses.append(loss.item())
             writer.scalar("train/loss", losses[-1], step)
         if epoch % cfg.optim.eval_every_epochs and epoch != cfg.optim.epochs:
             continue
-        dev_score = task.evaluate(model, dev_split, cfg.optim.eval_batch_size, device).score
+        with autocast(precision, device):
+            dev_score = task.evaluate(model, dev_split, cfg.optim.eval_batch_size, device).score
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         losses = []
         record.padding_ratio = positions / tokens if tokens else None
@@ -189,7 +197,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         writer.scalar(f"dev/{locale}/{metric}", dev_score, step)
         if spec.test_at_every_evaluation:  # draws no random numbers: training is unchanged
             for test_locale, score in evaluate_locales(task, model, data_dir, spec.eval_locales, trial_dir,
-                                                       cfg.optim.eval_batch_size, device).items():
+                                                       cfg.optim.eval_batch_size, device, precision).items():
                 writer.scalar(f"test_curve/{test_locale}/{metric}", score, step)
         if improved:
             since_best = 0
@@ -197,7 +205,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
         else:
             since_best += 1
         _write_checkpoint(trial_dir / CHECKPOINT_FILE, model=model, best_state=None if improved else best_state,
-                          optimizer=optimizer, scheduler=scheduler, order=order, epoch=epoch, step=step,
+                          optimizer=optimizer, scheduler=scheduler, scaler=scaler, order=order, epoch=epoch, step=step,
                           since_best=since_best, record=record, clock=clock)
         write_record(record, trial_dir)
         report({"step": step, "epoch": epoch, "train": {"loss": mean_loss}, "metric": metric,
@@ -215,7 +223,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
                                                       "backbone": cfg.backbone.name, **spec.extra_meta})
     # The same code as evaluate_saved_trial, on the same tensors: a later evaluation of best/ agrees.
     scores = evaluate_locales(task, model, data_dir, spec.eval_locales, trial_dir, cfg.optim.eval_batch_size,
-                              device)
+                              device, precision)
     for test_locale, score in scores.items():
         record.test_scores[test_locale] = score
         writer.scalar(f"test/{test_locale}/{metric}", score, record.best_step or step)
@@ -236,7 +244,8 @@ def _pause(record: TrialRecord, report: Reporter, step: int, epoch: int) -> None
 
 
 def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
-                      optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Generator, epoch: int,
+                      optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+                      order: torch.Generator, epoch: int,
                       step: int, since_best: int, record: TrialRecord, clock: _Clock) -> None:
     """Everything needed to continue the trial bit for bit, in one file replaced atomically.
 
@@ -253,6 +262,7 @@ def _write_checkpoint(path: Path, *, model: torch.nn.Module, best_state: dict[st
         "best": None if best_state is None else {k: v.detach().cpu() for k, v in best_state.items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),  # empty unless fp16
         "rng": rng.capture({"order": order}),
         "record": json.dumps(snapshot),
     }
@@ -279,12 +289,15 @@ def _read_checkpoint(path: Path, spec: TrialSpec) -> dict[str, Any] | None:
 
 
 def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: torch.amp.GradScaler,
              order: torch.Generator, record: TrialRecord, clock: _Clock
              ) -> tuple[int, int, int, dict[str, torch.Tensor]]:
     """Load a checkpoint into the freshly built trial; returns (epoch, step, since_best, best state)."""
     model.load_state_dict(state["trainable"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     best = state["best"] if state["best"] is not None else {k: v.clone() for k, v in state["trainable"].items()}
     saved = TrialRecord.from_dict(json.loads(state["record"]))
     for name in ("dev_history", "best_dev", "best_step", "best_epoch", "resumed_at"):

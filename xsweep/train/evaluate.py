@@ -19,6 +19,7 @@ from xsweep.atomic import write_text
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
+from xsweep.models.precision import autocast, backbone_dtype, resolve_precision
 from xsweep.record import RECORD_FILE, read_record, write_record
 from xsweep.train.spec import TrialSpec
 from xsweep.trial_log import TrialWriter
@@ -33,13 +34,14 @@ def trial_device(cfg: ExperimentConfig) -> torch.device:
 
 
 def evaluate_locales(task: Task, model: PromptedModel, data_dir: Path, locales: Sequence[str], trial_dir: Path,
-                     batch_size: int, device: torch.device) -> dict[str, float]:
+                     batch_size: int, device: torch.device, precision: str = "fp32") -> dict[str, float]:
     """Score `model` on the test partition of each locale; write `trial_dir/predictions/<locale>.jsonl`
     (per-example predictions, for error analysis: which utterances fail, in which language)."""
     scores = {}
     for locale in locales:
         rows = read_examples(task.cfg, Path(data_dir), locale, "test")
-        result = task.evaluate(model, task.encode(rows), batch_size, device)
+        with autocast(precision, device):  # the trial's precision (models/precision.py)
+            result = task.evaluate(model, task.encode(rows), batch_size, device)
         write_text(Path(trial_dir) / "predictions" / f"{locale}.jsonl",
                    "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.rows))
         scores[locale] = result.score
@@ -66,14 +68,16 @@ def evaluate_saved_trial(spec: TrialSpec, locales: Sequence[str], *, update_reco
         raise XsweepError(f"trial {spec.trial_id} has no saved best checkpoint to evaluate", where=str(trial_dir),
                           fix="evaluate a trial that completed (its best/ and labels.json exist)")
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation)
+    device = trial_device(cfg)
+    precision = resolve_precision(cfg.optim.precision, device)
+    encoder, tokenizer = load_backbone(spec.backbone_path, attn_implementation=cfg.backbone.attn_implementation,
+                                       dtype=backbone_dtype(precision, cfg.method))
     task = make_task(cfg, labels, tokenizer)
     model = task.build_model(encoder)
     load_trainable(model, best)
-    device = trial_device(cfg)
     model.to(device)
     scores = evaluate_locales(task, model, Path(spec.data_dir), locales, trial_dir, cfg.optim.eval_batch_size,
-                              device)
+                              device, precision)
     if update_record:
         record = read_record(trial_dir / RECORD_FILE)
         record.test_scores.update(scores)

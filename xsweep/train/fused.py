@@ -43,6 +43,7 @@ from xsweep.atomic import write_json
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.models.backbone import load_backbone
+from xsweep.models.precision import autocast, backbone_dtype, resolve_precision
 from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trainable
 from xsweep.models.prompts import InputPrompt, LayerPrompt, encode_plain, position_ids, prefix_attention_mask
 from xsweep.record import DevPoint, TrialRecord, write_record
@@ -86,6 +87,8 @@ class Member:
     """This member's fair share of the work: each fused step's time split among the members in it,
     plus its own dev evaluations and tests (so a group's seconds sum to its wall time, not K times it)."""
     done: bool = False
+    precision: str = "fp32"
+    """What the fused run computes in (`optim.precision` resolved; the same for every member)."""
 
     def start_epoch(self) -> None:
         # The same draw as the single-trial loop's `task.train_batches`: one randperm per epoch.
@@ -110,12 +113,15 @@ def run_fused(specs: list[TrialSpec], reports: list[Reporter] | None = None, *,
     writers = list(writers) if writers is not None else [None] * len(specs)
     cfgs = [from_dict(s.config, source=f"trial {s.trial_id}") for s in specs]
     check_fusable(specs, cfgs)
-    encoder, tokenizer = load_backbone(specs[0].backbone_path, attn_implementation=cfgs[0].backbone.attn_implementation)
     device = trial_device(cfgs[0])
+    precision = resolve_precision(cfgs[0].optim.precision, device)  # one group: one precision
+    encoder, tokenizer = load_backbone(specs[0].backbone_path, attn_implementation=cfgs[0].backbone.attn_implementation,
+                                       dtype=backbone_dtype(precision, cfgs[0].method))
     members: list[Member] = []
     try:
         for spec, cfg, report, writer in zip(specs, cfgs, reports, writers):
             members.append(_build_member(spec, cfg, report, writer, encoder, tokenizer, device))
+            members[-1].precision = members[-1].record.precision = precision
         dev = read_examples(cfgs[0], Path(specs[0].data_dir), cfgs[0].data.train_locale, "dev")
         dev_split = members[0].task.encode(dev)  # one group: one label map, one English dev set
         _train(members, encoder, dev_split, device)
@@ -142,6 +148,9 @@ def check_fusable(specs: list[TrialSpec], cfgs: list[ExperimentConfig]) -> None:
         if cfg.method not in ("pt", "apt"):
             raise XsweepError(f"method {cfg.method} trains the backbone: its trials cannot share one",
                               where="method", fix="fuse pt or apt trials only")
+        if cfg.optim.precision == "fp16":
+            raise XsweepError("fused trials compute in fp32 or bf16; fp16 would need a gradient scaler per member",
+                              where="optim.precision", fix="use bf16 (or fp32), or sweep.fuse=1")
         if cfg.head.kind != "vanilla" or cfg.data.dataset != "massive":
             raise XsweepError(f"fused trials support the vanilla intent head on MASSIVE, not "
                               f"{cfg.data.dataset}/{cfg.head.kind}", where="head.kind",
@@ -194,7 +203,9 @@ def _train(members: list[Member], encoder, dev_split: IntentSplit, device: torch
     while running := [m for m in members if not m.done]:
         step_started = time.perf_counter()
         batches = [m.batches[m.next_batch] for m in running]
-        losses = fused_losses(encoder, [m.model for m in running], [m.train_split for m in running], batches, device)
+        with autocast(running[0].precision, device):
+            losses = fused_losses(encoder, [m.model for m in running], [m.train_split for m in running], batches,
+                                  device)
         values = torch.stack(losses).detach().tolist()  # one device sync per step, not one per member
         for member, value in zip(running, values):
             if not math.isfinite(value):
@@ -292,7 +303,8 @@ def _end_epoch(member: Member, dev_split: IntentSplit, device: torch.device) -> 
     cfg, record, epoch = member.cfg, member.record, member.epoch
     locale, metric = cfg.data.train_locale, record.metric
     if epoch % cfg.optim.eval_every_epochs == 0 or epoch == cfg.optim.epochs:
-        dev_score = member.task.evaluate(member.model, dev_split, cfg.optim.eval_batch_size, device).score
+        with autocast(member.precision, device):
+            dev_score = member.task.evaluate(member.model, dev_split, cfg.optim.eval_batch_size, device).score
         mean_loss = float(np.mean(member.losses)) if member.losses else float("nan")
         member.losses = []
         improved = record.add_dev(DevPoint(step=member.step, epoch=epoch, score=dev_score, train_loss=mean_loss))
@@ -323,7 +335,7 @@ def _finish(member: Member, device: torch.device) -> None:
     save_trainable(model, trial_dir / "best", meta={"labels": member.labels, "best_step": record.best_step,
                                                       "backbone": cfg.backbone.name, **spec.extra_meta})
     scores = evaluate_locales(member.task, model, Path(spec.data_dir), spec.eval_locales, trial_dir,
-                              cfg.optim.eval_batch_size, device)
+                              cfg.optim.eval_batch_size, device, member.precision)
     for test_locale, score in scores.items():
         record.test_scores[test_locale] = score
         member.writer.scalar(f"test/{test_locale}/{record.metric}", score, record.best_step or member.step)
