@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_bad_inputs import TrialStarted, no_trials  # noqa: F401 (the autouse guard against reaching Ray)
 from xsweep.cli import main
 from xsweep.errors import XsweepError
 
@@ -22,21 +23,6 @@ pytestmark = pytest.mark.timeout(60)
 
 INTENTS = ("alarm_set", "play_music", "weather_query")
 SPLIT = {"train": 4, "dev": 2, "test": 2}
-
-
-class TrialStarted(Exception):
-    """Raised in place of Ray: reaching it means a bad input got past the checks."""
-
-
-@pytest.fixture(autouse=True)
-def no_trials(monkeypatch):
-    import xsweep.sweep.runner as runner
-
-    def guard(*args, **kwargs):
-        raise TrialStarted("the sweep reached Ray: the input was not rejected up front")
-
-    monkeypatch.setattr(runner, "_run_on_ray", guard)
-    monkeypatch.setattr(runner, "start_ray", guard)
 
 
 def massive_rows(locale: str) -> list[dict]:
