@@ -1,5 +1,5 @@
 """The downstream trainer runs every head: NLI-based intent classification and slot filling, as well
-as the vanilla classifier, through one loop (train/downstream.py) and one protocol (train/tasks.py).
+as the vanilla classifier, through one loop (train/downstream.py) and one protocol (train/tasks/protocol.py).
 
 Trials run in-process on the built-in `micro` backbone and the demo data (MASSIVE format, with
 `annot_utt` slots). `micro` is for plumbing: it does not learn NLI from 70 utterances, so the NLI

@@ -6,7 +6,7 @@ periodic English dev evaluation, keep the best prompt+head, checkpoint, report, 
 or on a non-finite loss. At the end the best checkpoint is evaluated on the test set of every
 locale in `spec.eval_locales` (none: English dev only; `evaluate.evaluate_saved_trial` can score
 the saved checkpoint later). What differs between tasks (model, batches, loss, score and its name)
-is behind the protocol in train/tasks.py; this loop is the same for all of them.
+is behind the protocol in train/tasks/ (protocol.py); this loop is the same for all of them.
 
 Every dev evaluation also writes `checkpoint.pt` into the trial directory (atomically): the
 trained tensors, the best ones so far, optimiser, scheduler, every random-number generator and
@@ -124,7 +124,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, spec: TrialSpec, record: TrialRec
     data_dir = Path(spec.data_dir)
     locale = cfg.data.train_locale
 
-    # MASSIVE rows or SGD frames, as cfg.data.dataset says (train/tasks.py).
+    # MASSIVE rows or SGD frames, as cfg.data.dataset says (train/tasks/).
     train_all = read_examples(cfg, data_dir, locale, "train")
     train_rows = sample_training(cfg, train_all, trial_dir / "few_shot_sample.json")  # k per intent, any task
     labels = task_labels(cfg, train_all)  # from all of train: the same map for every shot count
