@@ -159,7 +159,7 @@ def test_a_failed_write_leaves_no_entry_and_the_trial_its_tokens(en_dev, tokeniz
         sink.write(b"ARROW1 half an entry")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pa.ipc, "new_file", disk_full)
+    monkeypatch.setattr(pa.ipc, "new_stream", disk_full)
     assert tokenize_cached(texts, tokenizer, "text", 32, cache_root=tmp_path) == tokenize(texts, tokenizer, "text", 32)
     assert _entries(tmp_path) == [] and stats == {"unwritable": 1}
 

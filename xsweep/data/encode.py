@@ -17,7 +17,8 @@ Where: `$XSWEEP_CACHE/tokenized/` (default ~/.cache/xsweep), beside the built-in
 under the run's storage.root: entries are valid across runs (the paper's tables tokenize the same
 MASSIVE files with the same tokenizer), storage.root may be a network mount where memory-mapping
 reads over the network (or, as mountpoint-s3, cannot rename), and every trial on a node sees the
-same XSWEEP_CACHE. Each entry is one Arrow IPC file, written under a temporary name beside it and
+same XSWEEP_CACHE. Each entry is one Arrow stream file (the format of `datasets`' own cache, read
+with `datasets.Dataset.from_file`, memory-mapped), written under a temporary name beside it and
 renamed into place (xsweep.atomic): two trials that write the same entry at once each write a
 whole file and the last rename wins, with the same bytes; a reader never sees a partial file, and
 one that has the old file open keeps reading it. An unreadable entry is tokenized and written
@@ -41,7 +42,7 @@ from xsweep.atomic import atomic_path
 from xsweep.errors import XsweepError
 from xsweep.paths import cache_dir
 
-ENCODE_VERSION = 2
+ENCODE_VERSION = 3  # 3: Arrow stream files, read through `datasets`
 """Part of every cache key: bump when what `tokenize` stores changes."""
 ENCODINGS = {
     "text": "one string a row, with special tokens, truncated to max_seq_len (intent utterances)",
@@ -164,21 +165,25 @@ def _write_entry(path: Path, tokenized: Tokenized) -> None:
         columns["word_ids"] = pa.array(tokenized.word_ids, type=pa.list_(pa.int32()))
     table = pa.table(columns)
     with atomic_path(path) as tmp:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        # The Arrow stream format `datasets` keeps its own cache in, so `Dataset.from_file` maps it.
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
 
 
 def _read_entry(path: Path, rows: int, encoding: str) -> Tokenized | None:
     """The entry at `path` as Python lists, or None if there is none (or it is unreadable, or not
     what `tokenize` would return for `rows` texts: then it is written again)."""
+    from datasets import Dataset
+
+    if not path.is_file():
+        return None
     try:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-            if table.num_rows != rows or ("word_ids" in table.column_names) != (encoding == "words"):
-                return None
-            word_ids = _lists(table.column("word_ids")) if encoding == "words" else None
-            return Tokenized(_lists(table.column("input_ids")), word_ids)
-    except (OSError, pa.ArrowException):
+        table = Dataset.from_file(str(path), in_memory=False).data  # memory-mapped, shared with other trials
+        if table.num_rows != rows or ("word_ids" in table.column_names) != (encoding == "words"):
+            return None
+        word_ids = _lists(table.column("word_ids")) if encoding == "words" else None
+        return Tokenized(_lists(table.column("input_ids")), word_ids)
+    except (OSError, ValueError, pa.ArrowException):
         return None
 
 

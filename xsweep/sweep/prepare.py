@@ -205,7 +205,7 @@ def _git_commit() -> str | None:
 
 def package_versions() -> dict[str, str]:
     versions = {}
-    for name in ("xsweep", "torch", "transformers", "ray", "tokenizers", "pyarrow", "optuna", "numpy"):
+    for name in ("xsweep", "torch", "transformers", "ray", "tokenizers", "datasets", "pyarrow", "optuna", "numpy"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
