@@ -43,7 +43,8 @@ def no_trials(monkeypatch):
     monkeypatch.setattr(runner, "start_ray", guard)
 
 
-def massive_rows(locale: str) -> list[dict]:
+def massive_rows(locale: str, *, with_slot: bool = False) -> list[dict]:
+    """Rows of one locale in MASSIVE's format; `with_slot` marks a date slot in every `annot_utt`."""
     rows, n = [], 0
     for partition, count in SPLIT.items():
         for intent in INTENTS:
@@ -51,7 +52,7 @@ def massive_rows(locale: str) -> list[dict]:
                 words = f"{intent.replace('_', ' ')} number {i}"
                 rows.append({"id": str(n), "locale": locale, "partition": partition,
                              "scenario": intent.split("_")[0], "intent": intent, "utt": words,
-                             "annot_utt": words, "worker_id": "1"})
+                             "annot_utt": f"{words} [date : today]" if with_slot else words, "worker_id": "1"})
                 n += 1
     return rows
 

@@ -16,26 +16,16 @@ import pytest
 import yaml
 
 from test_bad_inputs import TrialStarted, no_trials  # noqa: F401 (the autouse guard against reaching Ray)
+from test_bad_inputs import massive_rows as bad_input_rows
 from xsweep.cli import main
 from xsweep.errors import XsweepError
 
 pytestmark = pytest.mark.timeout(60)
 
-INTENTS = ("alarm_set", "play_music", "weather_query")
-SPLIT = {"train": 4, "dev": 2, "test": 2}
 
 
 def massive_rows(locale: str) -> list[dict]:
-    rows, n = [], 0
-    for partition, count in SPLIT.items():
-        for intent in INTENTS:
-            for i in range(count):
-                words = f"{intent.replace('_', ' ')} number {i}"
-                rows.append({"id": str(n), "locale": locale, "partition": partition,
-                             "scenario": intent.split("_")[0], "intent": intent, "utt": words,
-                             "annot_utt": f"{words} [date : today]"})
-                n += 1
-    return rows
+    return bad_input_rows(locale, with_slot=True)  # slot experiments parse every annot_utt
 
 
 def jsonl(rows: list[dict]) -> bytes:
