@@ -141,13 +141,13 @@ def _parse_row(line: str, where: str, locale: str) -> MassiveExample:
     if not isinstance(row, dict):
         raise XsweepError(f"expected a JSON object, got {type(row).__name__}", where=where,
                           fix="each line must be one MASSIVE row")
-    for field in _STR_FIELDS:
-        if field not in row:
-            raise XsweepError(f"missing field {field!r}", where=where,
+    for name in _STR_FIELDS:
+        if name not in row:
+            raise XsweepError(f"missing field {name!r}", where=where,
                               fix=f"every MASSIVE row needs the fields {', '.join(_STR_FIELDS)}")
-        if not isinstance(row[field], str):
-            raise XsweepError(f"field {field!r} must be a string, got "
-                              f"{type(row[field]).__name__} {row[field]!r}", where=where,
+        if not isinstance(row[name], str):
+            raise XsweepError(f"field {name!r} must be a string, got "
+                              f"{type(row[name]).__name__} {row[name]!r}", where=where,
                               fix="re-download the file; the official rows hold strings")
     annot = row.get("annot_utt")
     if annot is not None and not isinstance(annot, str):
