@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -16,7 +18,7 @@ from xsweep.errors import XsweepError
 from xsweep.models.backbone import backbone_info
 from xsweep.models.checkpoint import load_prompt_for_apt, load_trainable, save_prompt, save_trainable
 from xsweep.models.heads import ClassificationHead, TokenTagger
-from xsweep.models.prompts import PROMPT_KINDS, build_prompt, encode
+from xsweep.models.prompts import PROMPT_KINDS, build_prompt, encode, fused_features
 
 METHODS = ("ft", "pt", "apt")
 
@@ -65,6 +67,24 @@ class PromptedModel(nn.Module):
         return {"method": self.method, "backbone_dropout": self.backbone_dropout,
                 "prompt": self.prompt.describe() if self.prompt is not None else {"kind": "none"},
                 "head": type(self.head).__name__, "task": type(self).__name__}
+
+
+def shared_features(models: Sequence[PromptedModel], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    rows: Sequence[int]) -> list[torch.Tensor]:
+    """Each model's `features` of its own rows, in ONE forward of the frozen encoder they share
+    (fused trials of one group): the first rows[0] rows of input_ids through models[0]'s prompt,
+    the next rows[1] through models[1]'s, and so on (`prompts.fused_features`).
+
+    input_ids, attention_mask: (N, T) with N = sum(rows). Returns K tensors (rows[k], T, H).
+    """
+    encoder = models[0].encoder
+    if any(m.encoder is not encoder or m.method == "ft" for m in models):
+        raise XsweepError("only models on one shared frozen encoder (pt, apt) can share a forward",
+                          where="method", fix="fuse pt or apt trials of one group only")
+    member_of_row = torch.repeat_interleave(torch.arange(len(models)), torch.tensor(list(rows)))
+    hidden = fused_features(encoder, [m.prompt for m in models], member_of_row.to(input_ids.device), input_ids,
+                            attention_mask)
+    return list(hidden.split(list(rows)))
 
 
 class IntentModel(PromptedModel):
@@ -133,4 +153,4 @@ def build_slot_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str,
 
 __all__ = ["IntentModel", "NliModel", "PromptedModel", "SlotModel", "build_intent_model", "build_nli_model",
            "build_slot_model", "check_method_prompt", "load_prompt_for_apt", "load_trainable", "save_prompt",
-           "save_trainable", "METHODS"]
+           "save_trainable", "shared_features", "METHODS"]

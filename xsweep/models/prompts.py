@@ -2,7 +2,9 @@
 
 Both expose `encode(encoder, input_ids, attention_mask) -> (B, T, H)`: hidden states aligned with the
 *input* tokens, so no prompt position ever reaches a head. `encode_plain` is the same contract with
-no prompt. PEFT is not used: its prefix tuning fails on XLM-R heads with transformers 5.x and its
+no prompt. There is one prompted forward, `fused_features`: N rows in one encoder forward, row r
+through prompt `member_of_row[r]` of K prompts. A trial's own forward is K = 1; fused trials of one
+group (train/downstream.py) are K > 1, sharing the frozen encoder. PEFT is not used: its prefix tuning fails on XLM-R heads with transformers 5.x and its
 input prompt tuning reads a virtual token instead of `<s>`.
 
 Layer prompts follow the authors' code (P-tuning v2): one embedding table of P x (2 x layers x
@@ -12,6 +14,8 @@ the prefixes, so each layer's attention concatenates [prefix; keys] and [prefix;
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -94,29 +98,19 @@ class LayerPrompt(nn.Module):
                                          nn.Linear(reparam_hidden, width))
         self.dropout = nn.Dropout(dropout)
 
+    def table(self) -> torch.Tensor:
+        """The trained (P, 2 x layers x hidden) table, through the reparametrisation if there is one."""
+        return self.embedding.weight if self.reparam is None else self.reparam(self.embedding.weight)
+
     def key_values(self, batch_size: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (keys, values), each (B, heads, P, head_dim), laid out as the authors' code:
         the 2 x layers axis holds layer l's keys at 2l and values at 2l + 1."""
-        table = self.embedding.weight
-        if self.reparam is not None:
-            table = self.reparam(table)
-        info = self.info
-        prefix = table.to(dtype).view(1, self.length, 2 * info.num_layers, info.num_heads, info.head_dim)
-        prefix = self.dropout(prefix.expand(batch_size, -1, -1, -1, -1))
-        prefix = prefix.permute(2, 0, 3, 1, 4)  # (2L, B, heads, P, head_dim)
-        return [(prefix[2 * layer], prefix[2 * layer + 1]) for layer in range(info.num_layers)]
+        prefix = _layer_prefixes([self], None, batch_size, dtype)
+        return [(prefix[2 * layer], prefix[2 * layer + 1]) for layer in range(self.info.num_layers)]
 
     def encode(self, encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask: (B, T). Returns the last hidden states (B, T, H)."""
-        batch = input_ids.shape[0]
-        dtype = encoder.get_input_embeddings().weight.dtype
-        cache = DynamicCache()  # fresh per call: the encoder appends this call's keys to it
-        for layer, (keys, values) in enumerate(self.key_values(batch, dtype)):
-            cache.update(keys, values, layer)
-        positions = position_ids(self.info, attention_mask, self.length if self.shift_positions else 0)
-        mask = prefix_attention_mask(attention_mask, self.length, dtype, encoder.config._attn_implementation)
-        out = encoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache)
-        return out.last_hidden_state
+        return fused_features(encoder, [self], None, input_ids, attention_mask)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "length": self.length, "shift_positions": self.shift_positions,
@@ -150,14 +144,7 @@ class InputPrompt(nn.Module):
     def encode(self, encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask: (B, T). Returns the last hidden states (B, T, H) of the real
         tokens only: the P prompt positions are cut out before anything reads them."""
-        batch, p = input_ids.shape[0], self.length
-        words = encoder.get_input_embeddings()(input_ids)
-        soft = self.dropout(self.embedding.weight.to(words.dtype)).unsqueeze(0).expand(batch, -1, -1)
-        embeds = torch.cat([words[:, :1], soft, words[:, 1:]], dim=1)
-        mask = torch.cat([attention_mask[:, :1], attention_mask.new_ones(batch, p), attention_mask[:, 1:]], dim=1)
-        out = encoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(self.info, mask, 0))
-        hidden = out.last_hidden_state
-        return torch.cat([hidden[:, :1], hidden[:, 1 + p:]], dim=1)
+        return fused_features(encoder, [self], None, input_ids, attention_mask)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "length": self.length, "dropout": self.dropout.p,
@@ -185,6 +172,57 @@ def build_prompt(kind: str, info: BackboneInfo, length: int, encoder: PreTrained
 def encode(encoder: PreTrainedModel, prompt: nn.Module | None, input_ids: torch.Tensor,
            attention_mask: torch.Tensor) -> torch.Tensor:
     """Hidden states (B, T, H) of the input tokens, through `prompt` if there is one."""
-    if prompt is None:
+    return fused_features(encoder, [prompt], None, input_ids, attention_mask)
+
+
+def fused_features(encoder: PreTrainedModel, prompts: Sequence[nn.Module | None], member_of_row: torch.Tensor | None,
+                input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states (N, T, H) of the input tokens, row r through `prompts[member_of_row[r]]`: the one
+    prompted forward (every prompt's `encode` and `encode` above are this with K = 1).
+
+    prompts: K prompts of one kind and shape (all LayerPrompt, all InputPrompt, or all None).
+    member_of_row: (N,) long in [0, K); None when K = 1 (every row through the one prompt).
+    input_ids, attention_mask: (N, T).
+    Dropout: layer prompts draw a mask per row (each row's own copy of its prefix); input prompts
+    one mask per prompt, shared by its rows. With K = 1 the rows are views of one table, as before.
+    """
+    first = prompts[0]
+    if any(type(p) is not type(first) for p in prompts):
+        raise XsweepError(f"one forward needs prompts of one kind, got {sorted({type(p).__name__ for p in prompts})}",
+                          where="prompt.kind", fix="fuse only trials of one group")
+    if len(prompts) > 1 and member_of_row is None:
+        raise XsweepError(f"{len(prompts)} prompts need the prompt of each row", where="fused_features")
+    if first is None:
         return encode_plain(encoder, input_ids, attention_mask)
-    return prompt.encode(encoder, input_ids, attention_mask)
+    dtype = encoder.get_input_embeddings().weight.dtype
+    if isinstance(first, LayerPrompt):
+        prefix = _layer_prefixes(prompts, member_of_row, input_ids.shape[0], dtype)
+        cache = DynamicCache()  # fresh per call: the encoder appends this call's keys to it
+        for layer in range(first.info.num_layers):
+            cache.update(prefix[2 * layer], prefix[2 * layer + 1], layer)
+        positions = position_ids(first.info, attention_mask, first.length if first.shift_positions else 0)
+        mask = prefix_attention_mask(attention_mask, first.length, dtype, encoder.config._attn_implementation)
+        return encoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache).last_hidden_state
+    if isinstance(first, InputPrompt):
+        batch, p = input_ids.shape[0], first.length
+        words = encoder.get_input_embeddings()(input_ids)
+        tables = [q.dropout(q.embedding.weight.to(words.dtype)) for q in prompts]  # (P, H) each
+        soft = tables[0].unsqueeze(0).expand(batch, -1, -1) if len(prompts) == 1 else torch.stack(tables)[member_of_row]
+        embeds = torch.cat([words[:, :1], soft, words[:, 1:]], dim=1)
+        mask = torch.cat([attention_mask[:, :1], attention_mask.new_ones(batch, p), attention_mask[:, 1:]], dim=1)
+        hidden = encoder(inputs_embeds=embeds, attention_mask=mask,
+                         position_ids=position_ids(first.info, mask, 0)).last_hidden_state
+        return torch.cat([hidden[:, :1], hidden[:, 1 + p:]], dim=1)
+    raise XsweepError(f"no forward for prompts of type {type(first).__name__}", where="prompt.kind")
+
+
+def _layer_prefixes(prompts: Sequence[LayerPrompt], member_of_row: torch.Tensor | None, rows: int,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """Every row's key/value prefixes, (2 x layers, N, heads, P, head_dim), after dropout."""
+    first = prompts[0]
+    info, length = first.info, first.length
+    tables = torch.stack([p.table() for p in prompts]).to(dtype)  # (K, P, 2 x layers x hidden)
+    tables = tables.view(len(prompts), length, 2 * info.num_layers, info.num_heads, info.head_dim)
+    # One prompt: a view of its table per row (no copy); several: each row's copy of its own.
+    per_row = tables.expand(rows, -1, -1, -1, -1) if len(prompts) == 1 else tables[member_of_row]
+    return first.dropout(per_row).permute(2, 0, 3, 1, 4)  # one group, one prompt.dropout
