@@ -1,4 +1,4 @@
-"""Fused prompt-tuning trials (`train.fused.run_fused`: K trials of one group, one forward per step)
+"""Fused prompt-tuning trials (`train.downstream.run_trials`: K trials of one group, one forward per step)
 vs the same K trials one after another (`run_downstream`), in aggregate training examples/s.
 
     .venv/bin/python -m bench.bench_fused [--members 4] [--backbone builtin:tiny] [--epochs 10]
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     from xsweep.models.backbone import load_backbone
     from xsweep.sweep.prepare import prepare_inputs
     from xsweep.sweep.runner import plan_trials
-    from xsweep.train.downstream import run_downstream
-    from xsweep.train.fused import run_fused
+    from xsweep.train.downstream import run_downstream, run_trials
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
                 run_downstream(spec, load_backbone=kept)
 
         def fused(specs: list) -> None:
-            run_fused(specs, load_backbone=kept)
+            run_trials(specs, load_backbone=kept)
 
         fused(plan_trials(cfg, root / "warm-up", inputs))  # first-call costs (allocator, kernels) out of timing
         seconds: dict[str, list[float]] = {"one after another": [], "fused": []}
@@ -170,7 +169,7 @@ def section(result: dict, command: str = COMMAND) -> str:
         "|---|---|---|",
         f"| one after another (`run_downstream` x {k}) | {min(result['seconds']['one after another']):.2f} "
         f"| {rate['one after another']:.1f} |",
-        f"| fused (`run_fused`, one forward of {k} x 16 rows per step) | {min(result['seconds']['fused']):.2f} "
+        f"| fused (`run_trials`, one forward of {k} x 16 rows per step) | {min(result['seconds']['fused']):.2f} "
         f"| {rate['fused']:.1f} |",
         "",
         f"Ratio: fused runs at {result['ratio']:.2f}x the examples/s of one after another (best of each mode; "

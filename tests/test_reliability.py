@@ -217,7 +217,7 @@ REVIEWED_WRITES = {
     ("xsweep/models/checkpoint.py", "_save_tensors", "save_file"): "inside atomic_path",
     ("xsweep/report/plots.py", "_save", "savefig"): "inside atomic_path",
     ("xsweep/train/align.py", "_write_checkpoint", "save"): "mkdtemp folder, then rename",
-    ("xsweep/train/downstream.py", "_write_checkpoint", "save"): "inside atomic_path",
+    ("xsweep/train/checkpoint.py", "write_checkpoint", "save"): "inside atomic_path",
 }
 _METHOD_WRITERS = {"write_text", "write_bytes", "savefig", "save_pretrained", "save_to_disk", "save", "dump",
                    "copyfileobj", "copy", "copy2", "copyfile", "to_csv", "to_json"}

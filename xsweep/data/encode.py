@@ -3,8 +3,8 @@
 Every trial on a node tokenizes the same texts: English dev, the training rows, and the test split
 of every locale it is tested on (the evaluation stage scores each selected checkpoint on every
 locale). `tokenize_cached` tokenizes each split once per node and memory-maps it afterwards; the
-tasks' `encode` (train/tasks/) goes through it, so train/downstream.py, train/evaluate.py and
-train/fused.py read the cache without knowing of it.
+tasks' `encode` (train/tasks/) goes through it, so train/member.py and train/evaluate.py read the
+cache without knowing of it.
 
 Key: sha256 of the texts as the task tokenizes them (in order), the tokenizer's fingerprint (its
 vocabulary and pipeline, without the truncation/padding state that calling it changes), the

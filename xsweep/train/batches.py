@@ -88,6 +88,17 @@ def training_batches(lengths: Sequence[int], batch_size: int, order: torch.Gener
     return [batches[i] for i in torch.randperm(len(batches), generator=order).tolist()]
 
 
+def stack_batches(batches: Sequence[Batch], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Several batches as one forward's rows, each right-padded to the longest: ((N, T) token ids,
+    (N, T) attention mask), N the batches' rows in order (fused trials: one batch per member)."""
+    width = max(b.input_ids.shape[1] for b in batches)
+    ids = torch.cat([torch.nn.functional.pad(b.input_ids, (0, width - b.input_ids.shape[1]), value=pad_id)
+                     for b in batches])
+    mask = torch.cat([torch.nn.functional.pad(b.attention_mask, (0, width - b.attention_mask.shape[1]), value=0)
+                      for b in batches])
+    return ids, mask
+
+
 def token_counts(mask: torch.Tensor) -> tuple[int, int]:
     """(positions, real tokens) of a batch's (B, T) attention mask; positions / tokens is its padding ratio."""
     return mask.numel(), int(mask.sum())

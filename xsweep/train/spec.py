@@ -1,6 +1,6 @@
 """What one downstream trial is: `TrialSpec`, the unit the sweep plans and the worker loops run.
 
-It sits below the loops (train/downstream.py, train/fused.py, train/evaluate.py) and the sweep
+It sits below the loops (train/downstream.py, train/member.py, train/evaluate.py) and the sweep
 (sweep/), which both import it; it imports nothing of either.
 """
 

@@ -10,8 +10,8 @@ import torch
 from xsweep.config import ExperimentConfig
 from xsweep.data.massive import MassiveExample, intent_labels
 from xsweep.metrics import intent_accuracy
-from xsweep.models.prompted import PromptedModel, build_intent_model
-from xsweep.train.batches import Batch, EncodedSplit, collate, encode_split, iter_batches, length_batches
+from xsweep.models.prompted import PromptedModel, build_intent_model, shared_features
+from xsweep.train.batches import Batch, EncodedSplit, collate, encode_split, iter_batches, length_batches, stack_batches
 from xsweep.train.tasks.protocol import METRICS, Evaluation, eval_mode, model_options
 
 
@@ -56,6 +56,15 @@ class IntentTask:
 
     def loss(self, model: PromptedModel, batch: Batch) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)
+
+    def shared_losses(self, models: Sequence[PromptedModel], batches: Sequence[Batch]) -> list[torch.Tensor]:
+        """`loss(models[k], batches[k])` for each k, in one forward of the frozen encoder the models
+        share (fused trials, train/downstream.py): the batches are padded to the longest and stacked,
+        which changes no real token's hidden state (padding is masked out of attention)."""
+        ids, mask = stack_batches(batches, self.tokenizer.pad_token_id)
+        hidden = shared_features(models, ids, mask, [len(b.labels) for b in batches])
+        return [torch.nn.functional.cross_entropy(model.head(part), batch.labels)
+                for model, part, batch in zip(models, hidden, batches)]
 
     @torch.no_grad()
     def evaluate(self, model: PromptedModel, split: IntentSplit, batch_size: int, device: torch.device) -> Evaluation:
