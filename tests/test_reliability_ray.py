@@ -8,6 +8,7 @@ in-process with the same seeds and one thread, as a trial's actor with cpus_per_
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -47,9 +48,9 @@ storage: {{root: {root}}}
 """
 
 
-def write_experiment(folder: Path, name: str, *, lrs: str, seeds: str, epochs: int) -> Path:
+def write_experiment(folder: Path, name: str, *, lrs: str, seeds: str, epochs: int, root: Path | None = None) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(EXPERIMENT.format(name=name, lrs=lrs, seeds=seeds, epochs=epochs, root=folder / "runs"))
+    path.write_text(EXPERIMENT.format(name=name, lrs=lrs, seeds=seeds, epochs=epochs, root=root or folder / "runs"))
     return path
 
 
@@ -230,6 +231,86 @@ def test_a_diverged_trial_does_not_stop_the_sweep(trial_process_killed):
     log = w["log"].read_text()
     # xsweep reports no failed trial (Ray's own log does tell of the killed process and the retry).
     assert "diverged" in log and not re.search(r"^(trial \S+ failed: |  failed )", log, re.M)
+
+
+# --- the disk fills up mid-sweep ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_disk(tmp_path_factory):
+    """A 64 MiB file system of its own (tmpfs) to fill up; skipped only where one cannot be mounted."""
+    folder = tmp_path_factory.mktemp("small-disk")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file into `folder` until its file system has no byte left, as another job might."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.fixture(scope="module")
+def disk_filled(tmp_path_factory, small_disk, ray_session, address):
+    folder = tmp_path_factory.mktemp("disk-full")
+    config = write_experiment(folder, "full", lrs="0.03, 0.01", seeds="0", epochs=20, root=small_disk / "runs")
+    prepare_inputs(load_config(config), log=lambda _: None)
+    run_dir, log = small_disk / "runs" / "full", folder / "driver.log"
+
+    driver = start_driver(config, address, log)
+
+    def training_trial():
+        return next((r for r in records_now(run_dir).values() if len(r.dev_history) >= 2), None)
+
+    victim = wait_for(training_trial, "a trial's second evaluation", 180, log)
+    filler = fill(small_disk)
+    code = driver.wait(timeout=300)
+    full = {"code": code, "log": log.read_text(), "records": records_now(run_dir)}
+
+    filler.unlink()  # space freed: the run resumes
+    resumed = start_driver(config, address, log, "--resume")
+    assert resumed.wait(timeout=300) == 0, log.read_text()[-3000:]
+    return {"full": full, "victim": victim, "run_dir": run_dir, "reference": reference(config, folder / "reference")}
+
+
+@pytest.mark.timeout(600)
+def test_a_full_disk_ends_the_sweep_with_the_path_free_space_and_fix(disk_filled, small_disk):
+    full = disk_filled["full"]
+    assert full["code"] == 2, full["log"][-3000:]
+    error = full["log"][full["log"].index("xsweep: error: "):]
+    # Nearly nothing free: the failed write's temporary file was removed, which may free a page or two.
+    assert "No space left on device" in error and re.search(r"has [\d.]+ (B|KiB) free of 64\.0 MiB", error)
+    assert str(small_disk / "runs" / "full") in error and "fix: free space on that disk" in error
+    assert "--resume" in error and "Traceback" not in error
+
+
+@pytest.mark.timeout(600)
+def test_a_full_disk_is_not_retried_and_starts_no_other_trial(disk_filled):
+    full, victim = disk_filled["full"], disk_filled["victim"]
+    assert full["log"].count(f"  start    {victim.trial_id}") == 1, full["log"][-3000:]
+    assert list(full["records"]) == [victim.trial_id]  # the other trial never started
+    assert full["records"][victim.trial_id].status == "running"  # its record is whole, as last written
+
+
+@pytest.mark.timeout(600)
+def test_after_space_is_freed_resume_gives_the_uninterrupted_table(disk_filled):
+    records = read_records(disk_filled["run_dir"])
+    assert [r.status for r in records] == ["completed", "completed"]
+    same_table(disk_filled["run_dir"], disk_filled["reference"])
 
 
 @pytest.mark.timeout(120)

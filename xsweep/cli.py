@@ -6,12 +6,11 @@ Every user-fixable problem is an `XsweepError`: printed as what / where / how to
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from pathlib import Path
 
-from xsweep.errors import XsweepError
+from xsweep.errors import XsweepError, environment_error
 from xsweep.paths import REPO_ROOT
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
@@ -229,33 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors of the machine rather than of xsweep: reported like bad inputs, without a traceback.
-_ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC: "free disk space (or choose storage.root on a larger disk)",
-    errno.EFBIG: "the file-size limit was reached: raise it (`ulimit -f`) or free space",
-    errno.EDQUOT: "the disk quota is used up: free space or ask for more",
-    errno.EROFS: "the file system is read-only: choose a writable storage.root",
-    errno.EACCES: "check the folder's permissions, or choose another storage.root",
-    errno.EPERM: "check the folder's permissions, or choose another storage.root",
-    errno.EIO: "the disk reported an I/O error: check it, then resume with --resume",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
-}
-
-
-def _environment_error(exc: OSError) -> XsweepError:
-    """An XsweepError naming the file a write failed on (the real name, not its temporary one)."""
-    name = exc.filename
-    if name:
-        path = Path(name)
-        # atomic writes go through `.<name>.<random>.tmp` beside the real file
-        if path.name.startswith(".") and path.name.endswith(".tmp") and path.name.count(".") >= 3:
-            path = path.with_name(path.name[1:].rsplit(".", 2)[0])
-        name = str(path)
-    return XsweepError(f"cannot write or read a file: {exc.strerror or exc}", where=name,
-                       fix=_ENVIRONMENT_ERRNOS[exc.errno] + "; nothing half-written was kept "
-                       "(files are replaced atomically), so `xsweep run ... --resume` continues a run")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Download/loading progress bars say nothing useful for local models and flood sweep output.
@@ -266,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xsweep: error: {exc.message}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in _ENVIRONMENT_ERRNOS:
+        error = environment_error(exc)
+        if error is None:
             raise
-        print(f"xsweep: error: {_environment_error(exc).message}", file=sys.stderr)
+        print(f"xsweep: error: {error.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xsweep: interrupted; finished trials are kept: `xsweep run <config> --resume` continues",

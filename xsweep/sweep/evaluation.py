@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from xsweep.config import ExperimentConfig
+from xsweep.errors import DISK_FULL_ERRNOS, disk_full_error, real_name
 from xsweep.record import RECORD_FILE, read_record
 from xsweep.selection import summarise
 from xsweep.train.spec import TrialSpec
@@ -73,6 +74,11 @@ def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales:
             mean = sum(scores.values()) / len(scores)
             log(f"  tested   {spec.trial_id}: average over {len(scores)} languages {mean:.3f}")
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not hide the others'
+            cause = getattr(exc, "cause", exc)  # a RayTaskError carries the task's own exception
+            if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+                for other in pending:  # every other one would fail the same way
+                    ray.cancel(other)
+                raise disk_full_error(real_name(cause.filename) or spec.trial_dir, cause.strerror) from None
             failed.append(spec.trial_id)
             log(f"  evaluation of {spec.trial_id} failed: {str(exc).strip().splitlines()[-1]}")
     return failed

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, with_overrides
 from xsweep.dotted import flatten
-from xsweep.errors import XsweepError
+from xsweep.errors import XsweepError, disk_full_error
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
 from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
@@ -293,12 +293,13 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     from xsweep.sweep.fusion import fused_chunks, run_name
     from xsweep.sweep.hosting import trial_resources
     from xsweep.sweep.progress import ProgressPrinter
-    from xsweep.sweep.trial import TRIAL_MAX_FAILURES, run_trial
+    from xsweep.sweep.trial import TRIAL_MAX_FAILURES, StopOnFullDisk, run_trial
 
     # Tune's own console output (a configuration box, its paths under /tmp/ray) would only repeat
     # less clearly what ProgressPrinter says; verbose=0 silences it only with the legacy reporter.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     runs = [[asdict(s) for s in chunk] for chunk in fused_chunks(specs, cfg.sweep.fuse)]
+    full_disk = StopOnFullDisk()
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources(cfg.resources)),
         param_space={"specs": tune.grid_search(runs), "resources": asdict(cfg.resources)},
@@ -308,9 +309,11 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
                                     trial_dirname_creator=lambda t: run_name(t.config["specs"])),
         run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES),
-                                  callbacks=[ProgressPrinter(log)]),
+                                  stop=full_disk, callbacks=[ProgressPrinter(log)]),
     )
     results = tuner.fit()
+    if full_disk.path:
+        raise disk_full_error(full_disk.path)
     # A fused run's error and its last reported error stand for each of its members.
     crashed = {spec["trial_id"]: result.error for result in results for spec in result.config["specs"]}
     reported = {spec["trial_id"]: (result.metrics or {}).get("error")

@@ -13,7 +13,9 @@ With `sweep.fuse` > 1 a Tune trial runs several trials of one group as one fused
 Failures: a trial whose process dies (killed, out of memory, node lost) is started again by Tune
 in a new actor, up to `TRIAL_MAX_FAILURES` times, and the loop continues from the trial's own
 checkpoint (`train.downstream` writes one at every dev evaluation). A bad input (`XsweepError`)
-is not retried: the same input fails the same way, so the trial reports it and ends.
+is not retried: the same input fails the same way, so the trial reports it and ends. Nor is a
+full disk (ENOSPC, EDQUOT): the trial reports the file it could not write (`DISK_FULL_KEY`), and
+`StopOnFullDisk` ends the sweep, so no other trial starts only to fail the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ray.tune import Stopper
 
 TRIAL_MAX_FAILURES = 2
 """Times Tune starts a trial again after its process died (each resumes from the checkpoint)."""
+
+DISK_FULL_KEY = "disk_full"
+"""Reported by a trial that could not write a file for want of space: that file's path."""
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -35,7 +41,7 @@ def run_trial(config: dict[str, Any]) -> None:
     """
     from ray import tune  # Train V2 refuses `ray.train.report` outside a Ray Train worker
 
-    from xsweep.errors import XsweepError
+    from xsweep.errors import DISK_FULL_ERRNOS, XsweepError, disk_full_error, real_name
     from xsweep.sweep.fusion import MEMBER_KEY
     from xsweep.sweep.hosting import backbone_loader, cached_backbone
     from xsweep.train.downstream import run_downstream
@@ -67,6 +73,13 @@ def run_trial(config: dict[str, Any]) -> None:
         # Recorded as failed in record.json by the loop; the driver lists it from there.
         for spec in todo:
             tune.report({"status": "failed", "error": exc.message, MEMBER_KEY: spec.trial_id})
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise  # Tune starts the trial again
+        path = real_name(exc.filename) or todo[0].trial_dir
+        error = disk_full_error(path, exc.strerror).message
+        for spec in todo:
+            tune.report({"status": "failed", "error": error, DISK_FULL_KEY: path, MEMBER_KEY: spec.trial_id})
 
 
 def finished(spec: Any) -> bool:
@@ -76,3 +89,20 @@ def finished(spec: Any) -> bool:
 
     path = Path(spec.trial_dir) / RECORD_FILE
     return path.is_file() and read_record(path).status in FINISHED
+
+
+class StopOnFullDisk(Stopper):
+    """Ends the sweep once a trial reports a full disk (`DISK_FULL_KEY`): every other trial would
+    fail the same way. `path` is the first file that could not be written."""
+
+    def __init__(self):
+        self.path: str | None = None
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if result.get(DISK_FULL_KEY):
+            self.path = self.path or result[DISK_FULL_KEY]
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return self.path is not None
