@@ -1,6 +1,6 @@
 """Alignment pretraining (APT's first stage) on a tiny built-in backbone: resume, outputs, APT loading.
 
-The learning claims (losses fall, retrieval rises) are in test_align_learning.py on a real
+The learning claims (losses fall, retrieval rises) are in test_learning_alignment.py on a real
 pretrained encoder; the 2-worker DDP run on Ray is in test_align_ray.py. Their fixtures (demo data,
 tiny backbones) are in conftest.py.
 """
