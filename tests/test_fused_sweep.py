@@ -1,13 +1,15 @@
 """`sweep.fuse` in a sweep on Ray: fused runs report per trial and equal the same sweep unfused.
 
 With dropout off, a fused member's record (dev history, best, test scores) equals its trial run
-alone (tests/test_fused.py shows it for `run_fused`); here the runner's chunking, the Tune
+alone (tests/test_fused.py shows it for `run_trials`); here the runner's chunking, the Tune
 trainable and the per-member reporting are checked end to end: each configuration keeps its own
-record, progress lines and selection, and a resumed sweep runs nothing again.
+record, progress lines and selection, and a resumed sweep runs nothing again. Fused trials pause at
+a pruning milestone and continue from their own checkpoints, as lone trials do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from xsweep.report.run import report_run
 from xsweep.sweep.fusion import fused_chunks
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.sweep.runner import plan_trials, run_sweep
+from xsweep.train.downstream import CHECKPOINT_FILE, run_trials
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -83,6 +86,42 @@ def test_a_fused_sweep_reports_each_trial_and_equals_the_unfused_sweep(tmp_path,
     assert not any(line.strip().startswith("start") for line in again), again
 
 
+def test_fused_trials_pause_at_a_pruning_milestone_and_the_survivors_end_as_if_never_paused(tmp_path, ray_session):
+    cfg = load_config(experiment(tmp_path, "pruned", fuse=2), ["optim.epochs=3", "sweep.pruning.milestones=[1]",
+                                                                     "sweep.max_concurrent_trials=1"])
+    lines: list[str] = []
+    run_dir, failed = run_sweep(cfg, log=lines.append)
+    assert failed == []
+    # Phase 1: both fused runs of 2 (one group, 2 lr x 2 seeds) to epoch 1; phase 2: the kept rate's seeds.
+    starts = [line for line in lines if line.strip().startswith("start")]
+    assert len(starts) == 3 and all("fused: 2 trials" in line for line in starts), lines
+    assert any(line.startswith("pruning ") and " at epoch 1 " in line for line in lines), lines
+    records = by_config(run_dir)
+    pruned = [r for r in records.values() if r.status == "pruned"]
+    kept = [r for r in records.values() if r.status != "pruned"]
+    assert len({r.lr for r in pruned}) == 1 and sorted(r.seed for r in pruned) == [0, 1]
+    for record in pruned:  # paused at the milestone, untested, checkpoint kept
+        assert [p.epoch for p in record.dev_history] == [1] and not record.test_scores
+        assert (run_dir / "trials" / record.trial_id / CHECKPOINT_FILE).is_file()
+    for record in kept:  # continued from its own checkpoint of epoch 1
+        assert record.status == "completed" and record.resumed_at == [record.dev_history[0].step]
+        assert record.padding_ratio is not None
+
+    # The survivors, fused again here without a pause, end where the paused ones ended (to the fp32
+    # tolerance of tests/test_fused.py: before the milestone each was fused with a pruned trial).
+    kept_ids = {r.trial_id for r in kept}
+    specs = [dataclasses.replace(s, trial_dir=str(tmp_path / "again" / s.trial_id),
+                                 tensorboard_dir=str(tmp_path / "again-tb" / s.trial_id))
+             for s in plan_trials(cfg, run_dir, prepare_inputs(cfg, log=lambda _: None)) if s.trial_id in kept_ids]
+    for again in run_trials(specs):
+        paused = records[(again.lr, again.seed)]
+        assert [(p.step, p.epoch) for p in again.dev_history] == [(p.step, p.epoch) for p in paused.dev_history]
+        assert [p.score for p in again.dev_history] == pytest.approx([p.score for p in paused.dev_history], abs=1e-5)
+        assert [p.train_loss for p in again.dev_history] == \
+            pytest.approx([p.train_loss for p in paused.dev_history], abs=1e-4)
+        assert (again.best_step, again.status) == (paused.best_step, paused.status)
+
+
 def test_fused_runs_hold_one_group_each_in_grid_order(tmp_path):
     cfg = load_config(experiment(tmp_path, "chunks", fuse=3, grid=", prompt.length: [2, 4]"))
     specs = plan_trials(cfg, tmp_path / "chunks", prepare_inputs(cfg, log=lambda _: None))
@@ -106,5 +145,6 @@ def test_fuse_is_refused_where_trials_cannot_share_a_forward(tmp_path):
     assert "sweep.fuse" in str(error.value) and "ft" in str(error.value)
     with pytest.raises(XsweepError, match="sweep.fuse"):
         load_config(path, ["sweep.fuse=0"])
-    with pytest.raises(XsweepError, match="sweep.pruning"):
-        load_config(path, ["sweep.pruning.milestones=[2]"])
+    with pytest.raises(XsweepError, match="fp16"):
+        load_config(path, ["optim.precision=fp16"])
+    assert load_config(path, ["sweep.pruning.milestones=[2]"]).sweep.fuse == 2  # fused trials pause and resume

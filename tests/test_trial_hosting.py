@@ -79,16 +79,16 @@ def test_a_fine_tuned_backbone_never_reaches_the_next_trial(tmp_path, monkeypatc
     reports: list[dict] = []
     monkeypatch.setattr(ray.tune, "report", reports.append)  # outside Tune: keep what the trial reports
     encoders: dict[str, torch.nn.Module] = {}  # the encoder each trial was given, by method
-    real_run = downstream.run_downstream
+    real_run = downstream.run_trials
 
-    def observed(spec, *args, load_backbone, **kwargs):
+    def observed(specs, *args, load_backbone, **kwargs):
         def load(*a, **k):
             encoder, tokenizer = load_backbone(*a, **k)
-            encoders[spec.config["method"]] = encoder
+            encoders[specs[0].config["method"]] = encoder
             return encoder, tokenizer
-        return real_run(spec, *args, load_backbone=load, **kwargs)
+        return real_run(specs, *args, load_backbone=load, **kwargs)
 
-    monkeypatch.setattr(downstream, "run_downstream", observed)
+    monkeypatch.setattr(downstream, "run_trials", observed)
     cfg = load_config(experiment(tmp_path, "ftpt"),
                       ["optim.epochs=1", "sweep.grid={variant: [{method: ft, prompt.kind: none, optim.lr: 1.0e-3}, {method: pt}]}"])
     ft, pt = plan_trials(cfg, tmp_path / "run", prepare_inputs(cfg, log=lambda _: None))

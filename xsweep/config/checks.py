@@ -103,7 +103,8 @@ def _check_align_in_sweep(cfg: ExperimentConfig, fail: Fail, *, check_grid: bool
 
 
 def _check_fuse(cfg: ExperimentConfig, fail: Fail) -> None:
-    """Fusing needs a fusable setup (or a grid that may make some groups fusable) and no pruning."""
+    """Fusing needs a fusable setup (or a grid that may make some groups fusable). Pruning is fine:
+    each fused trial checkpoints, pauses at a milestone and resumes as a lone trial does."""
     s = cfg.sweep
     # A grid that sets the method, head or data may make some groups fusable: those are fused at run time.
     grid_may_change = any(key.split(".")[0] in ("method", "head", "data") or any(isinstance(v, dict) for v in values)
@@ -113,12 +114,8 @@ def _check_fuse(cfg: ExperimentConfig, fail: Fail) -> None:
              f"experiment is {cfg.method} with the {cfg.head.kind} head on {cfg.data.dataset}",
              "set sweep.fuse: 1")
     if s.fuse > 1 and cfg.optim.precision == "fp16" and "optim.precision" not in s.grid:
-        fail("sweep.fuse", "fused trials compute in fp32 or bf16; fp16 would need a gradient scaler per member",
+        fail("sweep.fuse", "fused trials compute in fp32 or bf16, not fp16 (fused fp16 is untested)",
              "set optim.precision: bf16 (or fp32), or sweep.fuse: 1")
-    if s.fuse > 1 and s.pruning.milestones:
-        fail("sweep.fuse", "sweep.fuse and sweep.pruning cannot be combined: a fused run keeps no checkpoint, so "
-             "its trials cannot pause at a pruning milestone and go on later",
-             "set sweep.fuse: 1 to prune, or sweep.pruning.milestones: [] to fuse")
 
 
 def _check_grid_values(cfg: ExperimentConfig, fail: Fail, source: str) -> None:

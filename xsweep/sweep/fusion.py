@@ -1,4 +1,4 @@
-"""Which of a sweep's trials run fused (train/fused.py), and what a fused run is called.
+"""Which of a sweep's trials run fused (train/downstream.py), and what a fused run is called.
 
 `sweep.fuse: K` puts up to K pending trials of one group (same config but learning rate and seed)
 into one Tune trial: one process, one frozen backbone, one forward of every member's batch per

@@ -8,7 +8,7 @@ backbone (`sweep.hosting`). Measured by `bench/bench_trial_overhead.py`; figures
 docs/trials.md. Ray Train stays in use where there is data parallelism: alignment pretraining.
 
 With `sweep.fuse` > 1 a Tune trial runs several trials of one group as one fused run
-(train/fused.py, sweep/fusion.py) and reports each member's results tagged with its trial id.
+(train/downstream.py, sweep/fusion.py) and reports each member's results tagged with its trial id.
 
 Failures: a trial whose process dies (killed, out of memory, node lost) is started again by Tune
 in a new actor, up to `TRIAL_MAX_FAILURES` times, and the loop continues from the trial's own
@@ -43,10 +43,9 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from xsweep.errors import DISK_FULL_ERRNOS, XsweepError, disk_full_error, real_name
     from xsweep.sweep.fusion import MEMBER_KEY
-    from xsweep.sweep.hosting import backbone_loader, cached_backbone
-    from xsweep.train.downstream import run_downstream
+    from xsweep.sweep.hosting import backbone_loader
+    from xsweep.train.downstream import run_trials
     from xsweep.train.spec import TrialSpec
-    from xsweep.train.fused import run_fused
     from xsweep.trial_log import TrialWriter
 
     specs = [TrialSpec(**spec) for spec in config["specs"]]
@@ -59,16 +58,13 @@ def run_trial(config: dict[str, Any]) -> None:
     def reporter(trial_id: str):
         return lambda metrics: tune.report({**metrics, MEMBER_KEY: trial_id})
 
-    # A fused run started again after its process died redoes only its unfinished members (a fused
-    # run keeps no checkpoint: they start from their beginning, train/fused.py).
-    todo = [spec for spec in specs if len(specs) == 1 or not finished(spec)]
+    # Started again after its process died, a run redoes only its unfinished trials, each from its
+    # own checkpoint (a finished trial keeps none: run again, it would start from its beginning).
+    todo = [spec for spec in specs if not finished(spec)]
     try:
-        if len(todo) == 1 and len(specs) == 1:
-            run_downstream(todo[0], report=reporter(todo[0].trial_id), writer=writer_of(todo[0]),
-                           load_backbone=backbone_loader(todo[0].config["method"]))
-        elif todo:
-            run_fused(todo, [reporter(spec.trial_id) for spec in todo], writers=[writer_of(spec) for spec in todo],
-                      load_backbone=cached_backbone)
+        if todo:
+            run_trials(todo, [reporter(spec.trial_id) for spec in todo], writers=[writer_of(spec) for spec in todo],
+                       load_backbone=backbone_loader(todo[0].config["method"]))
     except XsweepError as exc:
         # Recorded as failed in record.json by the loop; the driver lists it from there.
         for spec in todo:
