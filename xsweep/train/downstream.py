@@ -33,7 +33,7 @@ trial run alone: the rounding of a bf16 forward depends on the batch's shapes. W
 draws its own masks, so members draw independent masks, but not those they would draw alone.
 Resumption is exact: a member continues from its checkpoint with the state it saved; with
 dropout on, the shared torch generator continues exactly when the members' checkpoints are of one
-step (as at a pruning milestone), otherwise from the last restored member's.
+step (as at a pruning milestone), otherwise as the last member's set-up leaves it.
 
 Every evaluation writes the trial's `checkpoint.pt` (train/checkpoint.py); a trial started again
 (a killed worker retried by Ray, `xsweep run --resume`, a paused trial) continues from it and ends
