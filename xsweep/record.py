@@ -130,6 +130,9 @@ ADDED_KEYS: dict[str, Any] = {
     "align.temperature": 0.05,
     "align.mask_probability": 0.15,
     "align.max_segments": 4,
+    # Dev and test subsets (issue 17): off, the whole partitions, as before.
+    "data.max_dev_examples": None,
+    "data.max_test_examples_per_locale": None,
 }
 """Config keys added after group keys were first defined (dotted key -> the default it was added
 with). Such a key at that default is left out of the group key, so a run made before the key

@@ -27,9 +27,9 @@ Fail = Callable[[str, str, str], None]
 
 
 def can_fuse(method: str, head_kind: str, dataset: str, precision: str = "auto") -> bool:
-    """Whether trials of this setup can share one backbone forward (`sweep.fuse`, train/fused.py):
-    a frozen backbone (pt, apt), the vanilla intent head on MASSIVE, and not fp16. `train.fused.check_fusable`
-    refuses the rest, saying which part fails."""
+    """Whether trials of this setup can share one backbone forward (`sweep.fuse`, train/downstream.py):
+    a frozen backbone (pt, apt), the vanilla intent head on MASSIVE, and not fp16.
+    `train.downstream.check_fusable` refuses the rest, saying which part fails."""
     return method in ("pt", "apt") and head_kind == "vanilla" and dataset == "massive" and precision != "fp16"
 
 
@@ -73,6 +73,13 @@ class DataConfig:
     intent (INFORM_INTENT, AFFIRM_INTENT), every other frame is out of scope."""
     dialogues_per_service: int | None = 5
     """SGD only: training dialogues sampled per service (the paper: 5); None uses all of them."""
+    max_dev_examples: int | None = None
+    """English dev (model selection) on a fixed subset of this many utterances, stratified by intent
+    and the same for every trial (data/subsets.py); None: all of dev. For quick science: the NLI
+    head scores every dev utterance against every intent at each evaluation. MASSIVE only."""
+    max_test_examples_per_locale: int | None = None
+    """Test on a fixed stratified subset of this many utterances per locale, the same ids in every
+    locale (MASSIVE is parallel); None: all of test. Tables and plots say so. MASSIVE only."""
 
     def check(self, fail: Fail, *, head_kind: str) -> None:
         """`head_kind`: SGD is an NLI task, so the data set decides the head."""
@@ -90,6 +97,14 @@ class DataConfig:
             fail("data.eval_locales", "data.eval_locales is empty", "list locales, e.g. [en-US, de-DE], or use all")
         if self.max_seq_len < 4:
             fail("data.max_seq_len", f"data.max_seq_len must be at least 4, got {self.max_seq_len}", "use e.g. 64")
+        for key in ("max_dev_examples", "max_test_examples_per_locale"):
+            size = getattr(self, key)
+            if size is not None and size < 1:
+                fail(f"data.{key}", f"data.{key} must be at least 1 (or null for the whole partition), got {size}",
+                     "use e.g. 600, or null")
+            elif size is not None and self.dataset != "massive":
+                fail(f"data.{key}", f"data.{key} cuts MASSIVE's parallel partitions; data.dataset is {self.dataset!r}",
+                     f"remove data.{key}, or use data.dataset: massive")
         if self.dialogues_per_service is not None and self.dialogues_per_service < 1:
             fail("data.dialogues_per_service", f"data.dialogues_per_service must be at least 1 (or null for all), "
                  f"got {self.dialogues_per_service}", "use 5 (the paper's SGD setting) or null")
@@ -278,8 +293,9 @@ class SweepConfig:
     fuse: int = 1
     """Trials of one group (same config but learning rate and seed) run as one fused trial, up to
     this many: one process, one frozen backbone, one batched forward per step, each trial with its
-    own prompt, head, optimiser and early stopping (train/fused.py). For PT/APT with the vanilla
-    head on MASSIVE, in fp32 or bf16; other groups run alone. On a CPU it costs about the same as
+    own prompt, head, optimiser, early stopping and checkpoint (train/downstream.py), so it combines
+    with sweep.pruning. For PT/APT with the vanilla head on MASSIVE, in fp32 or bf16; other groups
+    run alone. On a CPU it costs about the same as
     running the trials one by one (bench/bench_fused.py); 1: every trial alone."""
 
     def check(self, fail: Fail, *, optim: OptimConfig) -> None:

@@ -14,8 +14,10 @@ run directory (`SUBSETS_FILE`).
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Sequence
 
 from xsweep.data.fewshot import id_sort_key
@@ -25,7 +27,24 @@ SUBSET_SEED = 0
 """Not the trial's seed: every trial must score the same utterances."""
 
 SUBSETS_FILE = "eval_subsets.json"
-"""In the run directory: {"dev": [ids], "test": [ids]} for the partitions that were cut."""
+"""In the run directory: {partition: {size: [ids]}} for each partition and size the sweep cuts to."""
+
+SIZE_KEYS = {"dev": "max_dev_examples", "test": "max_test_examples_per_locale"}
+"""The `data` key that cuts each partition."""
+
+
+def subset_size(data: Any, partition: str) -> int | None:
+    """The size `data` (a `DataConfig`) cuts `partition` to; None: the whole partition."""
+    key = SIZE_KEYS.get(partition)
+    return getattr(data, key) if key else None
+
+
+@functools.lru_cache(maxsize=16)
+def massive_subset_ids(data_dir: Path, train_locale: str, partition: str, size: int) -> tuple[str, ...]:
+    """The subset of a MASSIVE partition, drawn in the training locale (read once per process)."""
+    from xsweep.data.massive import read_massive
+
+    return tuple(stratified_ids(read_massive(Path(data_dir), train_locale, [partition]), size))
 
 
 def stratified_ids(rows: Sequence[Any], size: int, *, seed: int = SUBSET_SEED) -> list[str]:

@@ -17,7 +17,7 @@ from xsweep.atomic import write_text
 from xsweep.report.attrs import describe, group_attrs, label, short_locale, sort_key, varying
 from xsweep.report.render import Row, Section, Table, to_csv, to_latex, to_markdown
 from xsweep.selection import GroupSummary
-from xsweep.report.tables import AVG_ROW, avg_cell, language_cell, row_locales
+from xsweep.report.tables import AVG_ROW, avg_cell, language_cell, row_locales, subset_note
 
 # The languages of the paper's main tables, after the training locale.
 PAPER_LOCALES = ("zh-CN", "ja-JP", "ko-KR")
@@ -103,6 +103,9 @@ def paper_tables(summaries: list[GroupSummary]) -> dict[str, Table]:
     lengths = {group_attrs(s)["length"] for s in summaries} - {None}
     if len(lengths) > 1:
         tables["prompt_length"] = prompt_length_table([s for s in summaries if group_attrs(s)["length"]])
+    note = subset_note(summaries)
+    for table in tables.values() if note else ():
+        table.notes.append(note)
     return tables
 
 

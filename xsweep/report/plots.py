@@ -21,7 +21,7 @@ from xsweep.atomic import atomic_path  # noqa: E402
 from xsweep.errors import XsweepError  # noqa: E402
 from xsweep.report.attrs import describe, group_attrs, label, sort_key, varying  # noqa: E402
 from xsweep.selection import GroupSummary  # noqa: E402
-from xsweep.report.tables import AVG_ROW, row_locales  # noqa: E402
+from xsweep.report.tables import AVG_ROW, row_locales, subset_note  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -60,7 +60,12 @@ def plot_language_bars(summaries: list[GroupSummary], path: Path, locales: list[
     ax.set_ylabel(f"test {summaries[0].metric} (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # never over the bars
-    ax.set_title("Per-language test scores (mean over seeds, std error bars)")
+    title = "Per-language test scores (mean over seeds, std error bars)"
+    note = subset_note(summaries)
+    if note:
+        ax.set_title(f"{title}\n{note}", fontsize="small", wrap=True)
+    else:
+        ax.set_title(title)
     return _save(fig, path)
 
 
@@ -94,6 +99,9 @@ def _plot_against(summaries: list[GroupSummary], path: Path, attr: str, xlabel: 
     ax.set_xticks([position[repr(v)] for v in values], [label(attr, v) for v in values])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"test {members[0].metric} (%)")
+    note = subset_note(members)
+    if note:
+        ax.set_title(note, fontsize="small", wrap=True)
     ax.legend(fontsize="small")
     return _save(fig, path)
 

@@ -104,6 +104,22 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|"] + [line(r) for r in rows])
 
 
+def subset_note(summaries: list[GroupSummary]) -> str | None:
+    """What the report's header says when dev or test were cut to a subset (data/subsets.py)."""
+    sizes = {(s.config.get("data", {}).get("max_dev_examples"), s.config.get("data", {}).get("max_test_examples_per_locale"))
+             for s in summaries}
+    said = []
+    for dev, test in sorted(sizes, key=repr):
+        parts = ([f"dev on a stratified subset of {dev} utterances (data.max_dev_examples)"] if dev else []) + (
+            [f"test on a stratified subset of {test} utterances per locale, the same ids in every locale "
+             "(data.max_test_examples_per_locale)"] if test else [])
+        if parts:
+            said.append("; ".join(parts))
+    if not said:
+        return None
+    return "Subsets: " + (said[0] if len(said) == 1 else " | ".join(said) + " (the groups differ)") + "."
+
+
 def format_table_markdown(summaries: list[GroupSummary]) -> str:
     """The whole report as Markdown: results table, then per group its lr selection and gaps."""
     if not summaries:
@@ -116,6 +132,9 @@ def format_table_markdown(summaries: list[GroupSummary]) -> str:
     parts += [f"Test {metric} (%) per language for the learning rate chosen on "
               f"{summaries[0].train_locale} dev; mean over seeds; AVG is mean (std) over seeds of "
               "the seeds' averages over all languages.", ""]
+    note = subset_note(summaries)
+    if note:
+        parts += [f"**{note}**", ""]
     if any(s.missing or s.missing_seeds or not s.avg_complete for s in summaries):
         parts += ["Marks: `[n/m]` = over n of the m seeds; `missing` = no seed has it; "
                   "`n/a` = not reported by that group.", ""]

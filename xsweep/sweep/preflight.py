@@ -69,11 +69,27 @@ def check_storage(run_dir: Path) -> None:
                           fix="set storage.root to a writable folder, e.g. storage.root=runs")
 
 
+def eval_subsets(cfg: ExperimentConfig, data_dir: Path) -> dict[str, dict[int, list[str]]]:
+    """{partition: {size: ids}} for every dev/test subset a grid point asks for (data/subsets.py),
+    drawn in its training locale; empty when no grid point cuts a partition."""
+    from xsweep.data.subsets import SIZE_KEYS, massive_subset_ids, subset_size
+
+    subsets: dict[str, dict[int, list[str]]] = {}
+    for c in trial_configs(cfg):
+        for partition in SIZE_KEYS:
+            size = subset_size(c.data, partition)
+            if size is not None:
+                ids = massive_subset_ids(Path(data_dir), c.data.train_locale, partition, size)
+                subsets.setdefault(partition, {})[size] = list(ids)
+    return subsets
+
+
 def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -> None:
     """Parse every file the sweep will read, and check each grid point's few-shot size fits."""
     from xsweep.data.fewshot import sample_few_shot
     from xsweep.data.massive import read_massive
     from xsweep.data.massive_checks import check_locale_rows
+    from xsweep.data.subsets import keep_ids
 
     if cfg.data.dataset == "sgd":
         check_sgd_data(cfg, data_dir, eval_locales)
@@ -86,6 +102,7 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
     slots = any(c.head.kind == "slot" for c in configs)
     # A whole-file read validates every line (malformed JSON, wrong field types, bad bytes, empty file).
     train_files = {locale: read_massive(data_dir, locale) for locale in train_locales}
+    subsets = eval_subsets(cfg, data_dir)  # test subsets: every evaluated locale must hold their ids
     for locale in sorted(set(eval_locales) | set(train_locales)):
         rows = train_files[locale] if locale in train_files else read_massive(data_dir, locale)
         # Content faults that would silently change a score, or fail only at evaluation: duplicated
@@ -99,6 +116,9 @@ def check_data(cfg: ExperimentConfig, data_dir: Path, eval_locales: list[str]) -
                 raise XsweepError(f"the {partition} partition of {locale} is empty", where=str(data_dir),
                                   fix="use complete MASSIVE files; a split with no rows cannot be trained "
                                       "or scored")
+        for size, ids in subsets.get("test", {}).items() if locale in eval_locales else ():
+            keep_ids([r for r in rows if r.partition == "test"], ids,
+                     where=f"data.max_test_examples_per_locale={size}: {locale} test in {data_dir}")
         if locale not in train_locales:
             continue
         train = [r for r in rows if r.partition == "train"]

@@ -16,10 +16,11 @@ from typing import Callable
 from xsweep.atomic import write_json
 from xsweep.config import ExperimentConfig
 from xsweep.data.massive import available_locales, locale_file
+from xsweep.data.subsets import SUBSETS_FILE
 from xsweep.digest import file_sha256
 from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT, cache_dir, data_root
-from xsweep.sweep.preflight import check_aligned_prompts, check_backbone, check_data
+from xsweep.sweep.preflight import check_aligned_prompts, check_backbone, check_data, eval_subsets
 
 BUILTIN_PREFIX = "builtin:"
 # Built-in backbones: XLM-R architecture, tokenizer and MLM pretraining from the demo corpus.
@@ -238,6 +239,10 @@ def write_manifest(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
         "data_files": {_file_name(p, inputs.data_dir, cfg): file_sha256(p) for p in inputs.data_files},
         "eval_locales": inputs.eval_locales,
     }
+    subsets = eval_subsets(cfg, inputs.data_dir)
+    if subsets:  # the utterances every trial was scored on, when the sweep cuts dev or test
+        write_json(run_dir / SUBSETS_FILE, subsets)
+        manifest["eval_subsets"] = {partition: sorted(sizes) for partition, sizes in subsets.items()}
     path = run_dir / "manifest.json"
     write_json(path, manifest)
     return path

@@ -17,6 +17,7 @@ from xsweep.data.conll import read_conll
 from xsweep.data.fewshot import sample_few_shot, save_sample
 from xsweep.data.massive import read_massive
 from xsweep.data.sgd import read_locale_examples, sample_training_examples
+from xsweep.data.subsets import keep_ids, massive_subset_ids, subset_size
 from xsweep.errors import XsweepError
 from xsweep.train.tasks.conll import ConllSlotTask
 from xsweep.train.tasks.intent import IntentSplit, IntentTask
@@ -66,12 +67,18 @@ def make_task(cfg: ExperimentConfig, labels: dict[str, Any], tokenizer: Any) -> 
 def read_examples(cfg: ExperimentConfig, data_dir: Path, locale: str, partition: str) -> list[Any]:
     """The rows of one partition (train, dev, test) in one locale of `cfg.data.dataset`: MASSIVE
     rows, SGD intent frames, or CoNLL blocks (`locale` is then the data's own language tag).
-    Tasks encode what this returns."""
+    MASSIVE dev and test are cut to the sweep's stratified subsets when `data.max_dev_examples` or
+    `data.max_test_examples_per_locale` asks for one (data/subsets.py). Tasks encode what this returns."""
     if cfg.data.dataset == "sgd":
         return read_locale_examples(Path(data_dir), locale, partition, cfg.data.intent_turns)
     if cfg.data.dataset == "conll":
         return read_conll(Path(data_dir), locale, partition)
-    return read_massive(Path(data_dir), locale, [partition])
+    rows = read_massive(Path(data_dir), locale, [partition])
+    size = subset_size(cfg.data, partition)
+    if size is None:
+        return rows
+    ids = massive_subset_ids(Path(data_dir), cfg.data.train_locale, partition, size)
+    return keep_ids(rows, ids, where=f"{data_dir}: {locale} {partition}")
 
 
 def sample_training(cfg: ExperimentConfig, train: Sequence[Any], path: Path) -> list[Any]:
