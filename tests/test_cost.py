@@ -1,6 +1,9 @@
 """The dry run's cost projection: its arithmetic on a tiny MASSIVE-format folder; its sizes against
 the real MASSIVE release in ../shared/data and the real models' parameter counts; and that
-`xsweep run --dry-run` prints it and runs nothing (no Ray, no run directory)."""
+`xsweep run --dry-run` prints it and runs nothing (no Ray, no run directory); and that its
+time and memory figures come only from measurement: a stored rate of the same backbone width,
+precision and device, an earlier run's early stopping (`--like`), gpu_check's memory per trial
+(`--gpu-check`), a hub model's size from the Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -258,3 +261,232 @@ def test_dry_run_prints_the_projection_and_runs_nothing(tmp_path, monkeypatch, c
     assert "device-hours: at most" in out and "1.00e+09 FLOP/s (--throughput)" in out
     assert not (tmp_path / "runs").exists()
     assert main(["run", str(write_config(tmp_path / "b")), "--dry-run", "--throughput", "fast"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# From measurement: stored rates keyed by backbone width, precision and device; --like; --gpu-check
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """A cache of this test's own, so stored measurements of other tests (or the user's) do not count."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XSWEEP_CACHE", str(cache))
+    return cache
+
+
+def store_rate(flop_per_s: float, backbone: str = "builtin:micro") -> None:
+    """A measurement stored as bench/bench_step.py stores its result (its own storing function)."""
+    from bench.bench_step import store_throughput
+
+    store_throughput({"flop_per_s": flop_per_s, "backbone": backbone, "flop_per_s_threads": 2,
+                      "machine": "x86_64, 2 CPUs"}, backbone)
+
+
+def dry_run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(["run", *argv, "--dry-run"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.timeout(30)
+def test_a_stored_rate_counts_only_for_its_backbone_precision_and_device(tmp_path, own_cache, capsys):
+    config = str(write_config(tmp_path))
+    cfg = load_config(config)
+    total = project(cfg, data_size(cfg), backbone_size("builtin:micro")).total_flops
+    status, out, _ = dry_run(capsys, config)
+    assert status == 0
+    assert "device-hours: not measured for builtin:micro (hidden 64, FFN 256) at fp32 on CPU" in out
+    assert "`python -m bench.bench_step --backbone builtin:micro` measures it" in out
+    assert "stored measurements: none" in out
+
+    store_rate(2e9)  # measured for builtin:micro, fp32 on the CPU
+    status, out, _ = dry_run(capsys, config)
+    assert f"device-hours: at most {total / 2e9 / 3600:,.1f} at 2.00e+09 FLOP/s measured for builtin:micro" in out
+    assert "fp32 on cpu" in out
+    # --throughput overrides the stored rate
+    _, out, _ = dry_run(capsys, config, "--throughput", "1e9")
+    assert f"at most {total / 1e9 / 3600:,.1f} at 1.00e+09 FLOP/s (--throughput)" in out
+
+    # Another precision, another device, another backbone width: the stored CPU fp32 rate is not theirs.
+    _, out, _ = dry_run(capsys, config, "optim.precision=bf16")
+    assert "device-hours: not measured for builtin:micro (hidden 64, FFN 256) at bf16 on CPU" in out
+    assert "stored measurements: 2.00e+09 FLOP/s measured for builtin:micro" in out
+    _, out, _ = dry_run(capsys, config, "resources.gpus_per_trial=0.5")
+    assert "not measured for builtin:micro (hidden 64, FFN 256) at bf16 on a GPU" in out
+    assert "optim.precision auto: taken as bf16" in out and "python -m bench.gpu_check --out DIR" in out
+    _, out, _ = dry_run(capsys, config, "backbone.name=builtin:tiny")
+    assert "not measured for builtin:tiny (hidden 128, FFN 512) at fp32 on CPU" in out
+
+    # A rate for builtin:tiny is added beside the first, not over it; measuring micro again replaces micro's.
+    store_rate(5e9, "builtin:tiny")
+    store_rate(3e9)
+    stored = json.loads((own_cache / "throughput.json").read_text())["measurements"]
+    assert sorted((m["backbone_name"], m["flop_per_s"]) for m in stored) == [("builtin:micro", 3e9),
+                                                                              ("builtin:tiny", 5e9)]
+    _, out, _ = dry_run(capsys, config, "backbone.name=builtin:tiny")
+    assert "at 5.00e+09 FLOP/s measured for builtin:tiny" in out
+
+
+@pytest.mark.timeout(30)
+def test_an_older_stored_file_is_read_as_fp32_on_the_cpu(tmp_path, own_cache, capsys):
+    # What bench_step wrote before measurements named their precision and device (git history).
+    own_cache.mkdir()
+    (own_cache / "throughput.json").write_text(json.dumps(
+        {"flop_per_s": 4e9, "machine": "host (x86_64, 2 CPUs)", "threads": 2, "backbone": "builtin:micro",
+         "date": "2026-11-24", "written_by": ".venv/bin/python -m bench.bench_step"}))
+    config = str(write_config(tmp_path))
+    _, out, _ = dry_run(capsys, config)
+    assert "at 4.00e+09 FLOP/s measured for builtin:micro (hidden 64, FFN 256), fp32 on cpu" in out
+    assert "older than precision and device in it, read as fp32 on CPU" in out
+    _, out, _ = dry_run(capsys, config, "optim.precision=bf16")
+    assert "not measured for builtin:micro (hidden 64, FFN 256) at bf16 on CPU" in out
+    store_rate(6e9, "builtin:tiny")  # the old figure stays, as an entry of the new file
+    _, out, _ = dry_run(capsys, config)
+    assert "at 4.00e+09 FLOP/s measured for builtin:micro" in out
+
+
+@pytest.fixture
+def like_run(tmp_path) -> Path:
+    """A run directory as the downstream loop leaves it (records written by xsweep.record, each with
+    its trial's resolved config): PT trials of optim.epochs 8 that stopped after their dev evaluation
+    of epoch 3 (patience 2 after a best at 1) and of epoch 8 (the last), one of optim.epochs 20 that
+    stopped at 5, and a trial still running at 2, which is left out. A real run takes a minute on two
+    cores (the built-in backbone's pretraining), for records of this same format."""
+    from xsweep.config import to_dict
+    from xsweep.record import DevPoint, TrialRecord, write_record
+
+    run_dir = tmp_path / "runs" / "like_source"
+    for index, (epochs, scores, status) in enumerate([
+            (8, [0.5, 0.4, 0.45], "completed"),
+            (8, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "completed"),
+            (20, [0.3, 0.5, 0.4, 0.45, 0.2], "completed"),
+            (8, [0.1, 0.2], "running")]):
+        cfg = load_config(write_config(tmp_path / f"source{index}"), [f"optim.epochs={epochs}", "optim.patience=2"])
+        record = TrialRecord(f"t{index}", "g", "group", lr=0.01, seed=index, status=status, precision="fp32",
+                             config={**to_dict(cfg), "method": "pt"})
+        for epoch, score in enumerate(scores, start=1):
+            record.add_dev(DevPoint(step=10 * epoch, epoch=epoch, score=score, train_loss=1.0))
+        write_record(record, run_dir / "trials" / record.trial_id)
+    return run_dir
+
+
+@pytest.mark.timeout(30)
+def test_like_scales_the_upper_bound_by_the_early_stopping_of_a_real_run(tmp_path, own_cache, like_run, capsys):
+    # Epochs each trial trained (its last dev evaluation) over its optim.epochs, read here with json.
+    records = [json.loads(p.read_text()) for p in sorted(like_run.glob("trials/*/record.json"))]
+    finished = [r for r in records if r["status"] == "completed"]
+    shares = [max(point["epoch"] for point in r["dev_history"]) / r["config"]["optim"]["epochs"] for r in finished]
+    assert shares == [3 / 8, 8 / 8, 5 / 20]
+    fraction = sum(shares) / len(shares)
+    config = write_config(tmp_path)
+    pt_only = ["sweep.grid={data.shots: [2, null], optim.lr: [0.1, 0.01]}"]  # PT alone: the run's own method
+    status, out, _ = dry_run(capsys, str(config), *pt_only, "--throughput", "1e9", "--like", str(like_run))
+    assert status == 0
+    cfg = load_config(config, pt_only)
+    p = project(cfg, data_size(cfg), backbone_size("builtin:micro"))
+    expected = fraction * (p.train_flops + p.dev_flops) + p.test_flops
+    assert f"expected, like {like_run} (3 finished trial records; 1 unfinished left out; fp32)" in out
+    assert f"trials trained pt {fraction:.0%} over 3 of their optim.epochs" in out
+    assert f"FLOPs {expected:.2e} (upper bound {p.total_flops:.2e})" in out
+    assert f"device-hours {expected / 1e9 / 3600:,.1f} (upper bound {p.total_flops / 1e9 / 3600:,.1f})" in out
+    # FT was not in the run: it takes the overall share; without a rate, no device-hours are made up.
+    _, out, _ = dry_run(capsys, str(config), "--like", str(like_run))
+    assert f"other methods at the overall {fraction:.0%}" in out
+    assert "device-hours not measured (above)" in out
+
+
+@pytest.mark.timeout(30)
+def test_a_bad_like_fails_before_anything_is_printed(tmp_path, capsys):
+    config = str(write_config(tmp_path))
+    status, out, err = dry_run(capsys, config, "--like", str(tmp_path / "no-such-run"))
+    assert status == 2 and out == ""
+    assert "--like: run directory" in err and "does not exist" in err and "fix:" in err
+    (tmp_path / "empty").mkdir()
+    status, out, err = dry_run(capsys, config, "--like", str(tmp_path / "empty"))
+    assert status == 2 and out == "" and "no trial records" in err
+    assert main(["run", config, "--like", str(tmp_path / "empty")]) == 2  # without --dry-run
+    assert "only shape the cost projection of a dry run" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def smoke_gpu_check(tmp_path_factory) -> Path:
+    """gpu_check.json as bench/gpu_check.py writes it, from a real `--smoke` run (CPU, tiny shapes)."""
+    from bench.gpu_check import main as gpu_check
+
+    out = tmp_path_factory.mktemp("gpu_check")
+    gpu_check(["--smoke", "--out", str(out)])
+    return out / "gpu_check.json"
+
+
+@pytest.mark.timeout(180)
+def test_trials_per_gpu_from_gpu_checks_memory(tmp_path, smoke_gpu_check, capsys):
+    from bench.gpu_check import FULL
+
+    config = str(write_config(tmp_path))
+    gpus = ["resources.gpus_per_trial=0.25"]
+    _, out, _ = dry_run(capsys, config)
+    assert "trials per GPU: none asked for (resources.gpus_per_trial 0" in out
+    _, out, _ = dry_run(capsys, config, *gpus)
+    assert "trials per GPU: not measured (run `python -m bench.gpu_check --out DIR` on the GPU" in out
+    # A CPU smoke run measures no GPU memory: still not measured, and it says why.
+    _, out, _ = dry_run(capsys, config, *gpus, "--gpu-check", str(smoke_gpu_check))
+    assert "trials per GPU: not measured (" in out and "(cpu, " in out and "memory per trial n/a" in out
+
+    # The same report as a CUDA run of the full XLM-R-large shape writes it: its device, shape and
+    # memory figure in place of the smoke run's.
+    report = json.loads(smoke_gpu_check.read_text())
+    report["device"].update(type="cuda", name="NVIDIA A100-SXM4-80GB")
+    report["shape"].update(layers=FULL.layers, hidden=FULL.hidden, intermediate=FULL.intermediate, vocab=FULL.vocab)
+    report["memory_per_trial"]["peak_mib"] = 6000.0
+    cuda = tmp_path / "cuda_gpu_check.json"
+    cuda.write_text(json.dumps(report))
+    large = ["backbone.name=xlm-roberta-large"]
+    _, out, _ = dry_run(capsys, config, *gpus, *large, "--gpu-check", str(cuda))
+    assert "one PT trial peaks at 6,000 MiB (bf16, batch 4" in out and "81,920 MiB (80 GB from the device's name" in out
+    # the grid's FT variant asks for no GPU: only PT's 0.25 is reported; floor(0.25 x 81920 / 6000) = 3
+    assert "at resources.gpus_per_trial 0.25: Ray places 4 trial(s) a GPU" in out
+    assert "holds 3 trial(s) of 6,000 MiB (fits)" in out
+    _, out, _ = dry_run(capsys, config, "resources.gpus_per_trial=0.05", *large, "--gpu-check", str(cuda))
+    assert "holds 0 trial(s) of 6,000 MiB (does not fit: raise resources.gpus_per_trial)" in out
+    _, out, _ = dry_run(capsys, config, *gpus, *large, "optim.precision=fp32", "--gpu-check", str(cuda))
+    assert "at resources.gpus_per_trial 0.25 (fp32): not measured (memory was measured in bf16)" in out
+    _, out, _ = dry_run(capsys, config, *gpus, "--gpu-check", str(cuda))  # builtin:micro is not that shape
+    assert "trials per GPU: not measured (" in out and "backbone builtin:micro is 2 layers, hidden 64" in out
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({k: v for k, v in report.items() if k != "memory_per_trial"}))
+    status, out, err = dry_run(capsys, config, "--gpu-check", str(broken))
+    assert status == 2 and out == "" and "lacks memory_per_trial.precision" in err and "fix:" in err
+    status, _, err = dry_run(capsys, config, "--gpu-check", str(tmp_path / "none.json"))
+    assert status == 2 and "--gpu-check: cannot read" in err
+
+
+@pytest.mark.timeout(120)
+def test_a_hub_models_size_comes_from_the_hugging_face_cache(e5_small, tmp_path, capsys):
+    """intfloat/multilingual-e5-small is in no table: its size is its cached config.json's, and its
+    layer parameters are those of its cached weights file."""
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = Path(try_to_load_from_cache(e5_small, "model.safetensors")).parent
+    model = json.loads((folder / "config.json").read_text())
+    size = backbone_size(e5_small)
+    assert (size.layers, size.hidden, size.intermediate, size.vocab) == (
+        model["num_hidden_layers"], model["hidden_size"], model["intermediate_size"], model["vocab_size"])
+    assert size.layer_params == layer_params_in(str(folder))
+    _, out, _ = dry_run(capsys, str(write_config(tmp_path)), f"backbone.name={e5_small}", "--throughput", "1e12")
+    assert f"FLOPs ({e5_small}: {model['num_hidden_layers']} layers, hidden {model['hidden_size']}" in out
+    assert "device-hours: at most" in out
+
+
+@pytest.mark.timeout(60)
+def test_the_projection_section_shows_only_measured_rates(own_cache):
+    """bench/RESULTS.md's projection of the paper's tables: GPU trials in bf16, and no GPU rate measured."""
+    from bench.bench_step import projection_section
+
+    store_rate(6e10, "xlm-roberta-large")  # a CPU fp32 rate for XLM-R large's width: not the GPU trials' rate
+    text = projection_section()
+    rows = [line for line in text.splitlines() if line.startswith("| `massive_")]
+    assert len(rows) == 3
+    assert all(row.endswith("| not measured: bf16 on cuda |") for row in rows)
+    assert "A100" not in text and "Stored measurements: 6.00e+10 FLOP/s measured for xlm-roberta-large" in text

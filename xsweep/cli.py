@@ -23,8 +23,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xsweep.sweep.runner import describe_plan, run_sweep
 
     if args.dry_run:
+        from xsweep.sweep.cost import describe_measured, read_early_stopping, read_gpu_check
+
+        # Read first: a bad --like or --gpu-check fails before anything is projected.
+        like = read_early_stopping(Path(args.like)) if args.like else None
+        gpu_check = read_gpu_check(Path(args.gpu_check)) if args.gpu_check else None
         print(describe_plan(cfg, throughput=args.throughput))
+        measured = describe_measured(cfg, like, gpu_check, args.throughput, gpu_check_source=args.gpu_check or "")
+        if measured:
+            print("\n".join(measured))
         return 0
+    if args.like or args.gpu_check:
+        raise XsweepError("--like and --gpu-check only shape the cost projection of a dry run",
+                          where="xsweep run", fix="add --dry-run, or leave them out to run the sweep")
     run_dir, failed = run_sweep(cfg, resume=args.resume, address=args.address)
     if not cfg.sweep.downstream:  # stages only: their own tables, no trials to report
         for table in sorted((run_dir / "results").glob("*.md")):
@@ -165,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the trials the sweep implies and stop")
     run.add_argument("--throughput", metavar="RATE",
                      help="with --dry-run: the device's sustained FLOP/s (1e14, 100T) or forward tokens/s "
-                          "(5000tok/s) for the device-hours estimate (default: bench/bench_step.py's measurement)")
+                          "(5000tok/s) for the device-hours estimate (default: the rate bench/bench_step.py "
+                          "measured for this backbone, precision and device, when there is one)")
+    run.add_argument("--like", metavar="RUN_DIR",
+                     help="with --dry-run: an earlier run directory; its finished trials' early stopping gives an "
+                          "expected figure beside the upper bound")
+    run.add_argument("--gpu-check", metavar="FILE",
+                     help="with --dry-run: the gpu_check.json of `python -m bench.gpu_check` run on the GPU; gives "
+                          "how many trials fit on one GPU at resources.gpus_per_trial")
     run.set_defaults(func=cmd_run)
 
     job_server = "the cluster's job server, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS)"
