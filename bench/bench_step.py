@@ -207,7 +207,8 @@ def store_throughput(result: dict, sized_as: str) -> Path:
     """Store `result`'s FLOP/s in xsweep's cache for `xsweep run --dry-run`, saying what it measured:
     the backbone (`sized_as`: the name or folder xsweep/sweep/cost.py sizes it by) and its widths,
     fp32 on the CPU (what this loop trains in)."""
-    from xsweep.sweep.cost import backbone_size, store_measurement
+    from xsweep.sweep.cost import backbone_size
+    from xsweep.sweep.throughput import store_measurement
 
     size = backbone_size(sized_as)
     return store_measurement({
@@ -336,8 +337,8 @@ def projection_section(measured_flop_per_s: float | None = None, command: str = 
     from bench.run import written_by
     from xsweep.config import grid_points, load_config, with_overrides
     from xsweep.paths import REPO_ROOT
-    from xsweep.sweep.cost import (backbone_size, compute_kind, data_size, describe_measurement, hours_at, project,
-                                   rates, stored_measurements)
+    from xsweep.sweep.cost import backbone_size, compute_kind, data_size, project
+    from xsweep.sweep.throughput import describe_measurement, hours_at, rates, stored_measurements
 
     lines = [
         written_by(command), "",

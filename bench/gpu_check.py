@@ -43,8 +43,6 @@ step counts about a minute on an H100-class GPU (not yet measured), never much o
 from __future__ import annotations
 
 import argparse
-import ast
-import builtins
 import gc
 import json
 import math
@@ -65,6 +63,7 @@ from transformers import XLMRobertaConfig, XLMRobertaModel
 import xsweep
 from xsweep.models.precision import allow_tf32, autocast, backbone_dtype, resolve_precision
 from xsweep.models.prompted import build_intent_model, build_nli_model
+from xsweep.models.prompts import fused_features
 from xsweep.objectives.nli import entailment_probability, nli_predict
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "gpu_check"
@@ -133,52 +132,6 @@ def peak_for_name(name: str) -> dict[str, float] | str:
     if "MIG" in name:
         return UNKNOWN
     return next((peaks for pattern, peaks in PEAK_TFLOPS if re.search(pattern, name, re.IGNORECASE)), UNKNOWN)
-
-
-def shipped_fused_features() -> tuple[Callable, str]:
-    """xsweep's fused forward, `fused_features`, and where it came from.
-
-    Imported when it lives under xsweep/models (ray-free). Under xsweep/train, its module imports
-    the training stack (config, data, metrics: seqeval, pyarrow), which a bare GPU image lacks,
-    while the function needs only the prompts; so the function alone is compiled from the shipped
-    file, with that file's own imports of torch, transformers, xsweep.models and xsweep.errors as
-    its globals. What is timed is the shipped code, never a copy; a name it needs that those
-    imports do not give is an error here, before anything is timed.
-    """
-    root = Path(xsweep.__file__).resolve().parent
-    for path in sorted(root.glob("models/*.py")) + sorted(root.glob("train/**/*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
-                         and node.name == "fused_features"), None)
-        if function is None:
-            continue
-        where = path.relative_to(root.parent).as_posix()
-        if path.parent.name == "models":
-            module = __import__(f"xsweep.models.{path.stem}", fromlist=["fused_features"])
-            return module.fused_features, f"{where}:fused_features (imported)"
-        light = [node for node in tree.body if _light_import(node)]
-        namespace: dict = {"__name__": "xsweep_fused_forward"}
-        exec(compile(ast.Module(body=[*light, function], type_ignores=[]), str(path), "exec"), namespace)
-        stored = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-        arguments = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
-        read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        missing = sorted(read - stored - arguments - set(namespace) - set(dir(builtins)))
-        if missing:
-            raise ImportError(f"{where}:fused_features needs {missing}, which its torch/transformers/xsweep.models "
-                              "imports do not give: move fused_features under xsweep/models")
-        return namespace["fused_features"], f"{where}:fused_features (compiled alone: its module imports training)"
-    raise ImportError("no fused_features under xsweep/models or xsweep/train")
-
-
-def _light_import(node: ast.stmt) -> bool:
-    """An import of torch, transformers, the standard library's typing/math, or xsweep.models/errors."""
-    roots = ("torch", "transformers", "typing", "math")
-    if isinstance(node, ast.Import):
-        return all(alias.name.split(".")[0] in roots for alias in node.names)
-    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-        return (node.module == "__future__" or node.module.split(".")[0] in roots
-                or node.module.startswith(("xsweep.models", "xsweep.errors")))
-    return False
 
 
 class Budget:
@@ -275,7 +228,7 @@ def train_throughput(encoder, precision: str, batch: int, shape: Shape, budget: 
     return measure(step, shape, budget, device)
 
 
-def fused_throughput(encoder, fused_features, precision: str, k: int, shape: Shape, budget: Budget, device):
+def fused_throughput(encoder, precision: str, k: int, shape: Shape, budget: Budget, device):
     """K PT trials in one forward (`fused_features`), each with its own prompt, head and AdamW."""
     models = [build_intent_model(encoder, method="pt", prompt_kind="layer", prompt_length=PROMPT_LENGTH,
                                  num_labels=shape.intents).to(device).train() for _ in range(k)]
@@ -339,7 +292,6 @@ def _significant(value: float, digits: int = 4) -> float:
 def run(shape: Shape, device: torch.device, budget_s: float) -> dict:
     started = time.perf_counter()
     torch.manual_seed(0)
-    fused_features, fused_source = shipped_fused_features()
     config = XLMRobertaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
                               num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
                               max_position_embeddings=shape.max_positions)
@@ -369,7 +321,7 @@ def run(shape: Shape, device: torch.device, budget_s: float) -> dict:
     set_backbone_precision(encoder, best)
     fused = []
     for k in shape.fuse_ks:
-        result = fused_throughput(encoder, fused_features, best, k, shape, budget, device)
+        result = fused_throughput(encoder, best, k, shape, budget, device)
         row = figures(result, k * shape.fuse_batch, train_flops, peaks, best)
         per_member = row["peak_mib"] / k if isinstance(row["peak_mib"], float) else row["peak_mib"]
         fused.append({"k": k, "rows_per_member": shape.fuse_batch, "examples_per_s": row.pop("per_s"), **row,
@@ -387,6 +339,8 @@ def run(shape: Shape, device: torch.device, budget_s: float) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda"
                    else platform.processor() or platform.machine(), "peak_tflops": peaks,
+                   "memory_mib": torch.cuda.get_device_properties(device).total_memory / 2**20
+                   if device.type == "cuda" else "n/a",
                    "threads": torch.get_num_threads()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "cuda": torch.version.cuda,
@@ -398,7 +352,7 @@ def run(shape: Shape, device: torch.device, budget_s: float) -> dict:
                   "method": "pt (frozen backbone in the precision's dtype)", "seq_len": shape.seq_len,
                   "warmup_steps": shape.warmup_steps, "max_timed_steps": shape.max_steps,
                   "max_seconds_per_measurement": shape.max_seconds, "budget_s": budget_s,
-                  "fused_forward": fused_source, "auto_precision": best,
+                  "fused_forward": "xsweep/models/prompts.py:fused_features", "auto_precision": best,
                   "fp32": "strict fp32 (TF32 matmuls off); xsweep's fp32 trials on CUDA use TF32, the tf32 rows",
                   "flops": "training: 4 x non-embedding parameters x tokens per example; "
                            "scoring: 2 x non-embedding parameters x tokens per pair"},

@@ -19,7 +19,9 @@ from xsweep.cli import main
 from xsweep.config import load_config
 from xsweep.errors import XsweepError
 from xsweep.paths import REPO_ROOT
-from xsweep.sweep.cost import MEAN_UTTERANCE_TOKENS, backbone_size, data_size, describe_cost, parse_throughput, project
+from xsweep.sweep.cost import MEAN_UTTERANCE_TOKENS, backbone_size, data_size, project
+from xsweep.sweep.dry_run import describe_cost
+from xsweep.sweep.throughput import parse_throughput
 
 # train: intent a 7 utterances, b 3, c 5; dev 4; test 6 (en-US) and 2 (de-DE)
 TRAIN = {"a": 7, "b": 3, "c": 5}

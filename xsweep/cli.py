@@ -23,7 +23,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xsweep.sweep.runner import describe_plan, run_sweep
 
     if args.dry_run:
-        from xsweep.sweep.cost import describe_measured, read_early_stopping, read_gpu_check
+        from xsweep.sweep.dry_run import describe_measured, read_early_stopping, read_gpu_check
 
         # Read first: a bad --like or --gpu-check fails before anything is projected.
         like = read_early_stopping(Path(args.like)) if args.like else None

@@ -197,8 +197,8 @@ def _planned_so_far(run_dir: Path) -> list[TrialSpec]:
 
 def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
     """What `xsweep run --dry-run` prints: the stages and trials the sweep implies and what they
-    cost (sweep/cost.py; `throughput` as `--throughput` gives it), nothing run."""
-    from xsweep.sweep.cost import describe_cost
+    cost (sweep/dry_run.py; `throughput` as `--throughput` gives it), nothing run."""
+    from xsweep.sweep.dry_run import describe_cost
 
     points = grid_points(cfg)
     stages = describe_stages(cfg)
