@@ -8,9 +8,10 @@ quickstart: setup
 	.venv/bin/xsweep run experiments/quickstart.yaml
 
 # The tests also cover `xsweep submit` on a real two-node cluster: they need the submit extra.
+# One xdist worker per core; tests/conftest.py keeps every Ray test on one worker, in one Ray session.
 test:
 	XSWEEP_EXTRAS=test,submit ./scripts/setup.sh
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n auto --dist loadgroup
 
 # Benchmarks never run in CI; PEFT (the peer) and MiniLM come with the bench extra.
 bench:

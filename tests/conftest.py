@@ -1,4 +1,8 @@
-"""Shared fixtures: one Ray session for every test that needs it, and an isolated cache."""
+"""Shared fixtures: one Ray session for every test that needs it, and an isolated cache.
+
+`make test` runs the suite on pytest-xdist workers (one per core): each test file runs on one
+worker, so its module fixtures are built once, and every test that uses Ray runs on the same
+worker, in the one Ray session of `ray_session` (`pytest_collection_modifyitems` below)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from xsweep.paths import REPO_ROOT, shared_data_dir  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Workers' units of work for `--dist loadgroup`: the tests that use Ray (the `ray` marker, the
+    `ray_session` fixture, or a test that starts its own cluster) form one group, the others one
+    group per file. Without xdist the marker changes nothing."""
+    for item in items:
+        uses_ray = item.get_closest_marker("ray") is not None or "ray_session" in item.fixturenames
+        group = "ray" if uses_ray else item.nodeid.split("::")[0]
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +54,17 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def e5_small(shared_data) -> str:
     """intfloat/multilingual-e5-small, a real multilingual encoder, built into the Hugging Face
-    cache by ../shared/tools/multilingual_e5.py (idempotent; `make test` runs it first)."""
+    cache by ../shared/tools/multilingual_e5.py (idempotent: the first call of a machine builds it,
+    about 15 s; later ones find it cached)."""
+    import fcntl
     import subprocess
     import sys
 
     tool = shared_data.parent / "tools" / "multilingual_e5.py"
-    done = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, timeout=600)
+    # xdist workers may ask at once: one builds, the other then finds it built.
+    with open(Path(tempfile.gettempdir()) / "xsweep-tests-e5-small.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"{tool} could not build multilingual-e5-small:\n{done.stderr[-2000:]}")
     return "intfloat/multilingual-e5-small"
