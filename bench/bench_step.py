@@ -329,11 +329,10 @@ PROJECTION_TITLE = "Dry-run cost projection: the paper's MASSIVE tables on XLM-R
 PAPER_EXPERIMENTS = ("massive_intent_vanilla", "massive_intent_nli", "massive_slots")
 
 
-def projection_section(measured_flop_per_s: float | None = None, command: str = COMMAND) -> str:
+def projection_section(command: str = COMMAND) -> str:
     """What `xsweep run experiments/<paper table>.yaml --dry-run` projects: upper bounds, and
     device-hours only at a rate measured for the trials' backbone width, precision and device (the
-    stored measurements of this machine, which `main` has just updated); "not measured" otherwise.
-    `measured_flop_per_s` is not read: bench/run.py passes the fresh figure, which is stored already."""
+    stored measurements of this machine, which `main` has just updated); "not measured" otherwise."""
     from bench.run import written_by
     from xsweep.config import grid_points, load_config, with_overrides
     from xsweep.paths import REPO_ROOT

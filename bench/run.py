@@ -54,7 +54,7 @@ def main() -> None:
     step = bench_step.main([])  # also stores this machine's FLOP/s for `xsweep run --dry-run`
     update_section(bench_step.TITLE, bench_step.section(step, ".venv/bin/python -m bench.run"))
     update_section(bench_step.PROJECTION_TITLE,
-                   bench_step.projection_section(step.get("flop_per_s"), ".venv/bin/python -m bench.run"))
+                   bench_step.projection_section(".venv/bin/python -m bench.run"))
     update_section(bench_sweep.TITLE, bench_sweep.section(bench_sweep.main([]), ".venv/bin/python -m bench.run"))
     for bench in (bench_nli_eval, bench_eval_order, bench_peft):  # each under a few minutes on 2 cores
         update_section(bench.TITLE, bench.section(bench.main([]), ".venv/bin/python -m bench.run"))
