@@ -28,6 +28,8 @@ from xsweep.train.downstream import CHECKPOINT_FILE, run_downstream, run_trials
 from xsweep.train.spec import TrialSpec
 from xsweep.train.evaluate import evaluate_saved_trial
 
+from test_reliability import Killed, kill_after_evaluation  # the same stand-in for SIGKILL
+
 pytestmark = pytest.mark.timeout(90)
 
 EPOCHS, PATIENCE = 5, 2
@@ -172,17 +174,6 @@ def test_in_bf16_fused_members_stay_within_the_stated_tolerance_of_their_trials_
         assert f.precision == a.precision == "bf16"
         # The best may move to a neighbouring evaluation whose score is as close: it is compared by value.
         assert_same_trial(f, a, score=BF16_SCORE, loss=BF16_LOSS, same_best=False)
-
-
-class Killed(BaseException):
-    """Stands for SIGKILL inside the loop: not an Exception, so nothing in the loop handles it."""
-
-
-def kill_after_evaluation(epoch: int):
-    def report(metrics: dict) -> None:
-        if metrics.get("epoch") == epoch and "dev" in metrics:
-            raise Killed()
-    return report
 
 
 def test_a_killed_fused_run_resumes_each_member_from_its_own_checkpoint(plan):
