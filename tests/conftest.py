@@ -16,6 +16,8 @@ import pytest
 os.environ.setdefault("XSWEEP_CACHE", tempfile.mkdtemp(prefix="xsweep-test-cache-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite starts its own Ray; a RAY_ADDRESS left in the shell would send it to a user's cluster.
+os.environ.pop("RAY_ADDRESS", None)
 
 from xsweep.paths import REPO_ROOT, shared_data_dir  # noqa: E402
 

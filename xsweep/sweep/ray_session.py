@@ -21,7 +21,11 @@ RAY_TRAIN_ENV = {
 
 
 def start_ray(address: str | None = None) -> None:
-    """Connect to `address` (or RAY_ADDRESS), or start a local Ray with the CPUs of this machine."""
+    """Connect to `address` (or RAY_ADDRESS), or start a local Ray with the CPUs of this machine.
+
+    Without an address this always starts its own Ray ("local"): Ray's own default would join
+    whatever cluster `ray start` last started on this machine (/tmp/ray/ray_current_cluster),
+    someone else's, with its own authentication."""
     import ray
 
     if ray.is_initialized():
@@ -29,18 +33,22 @@ def start_ray(address: str | None = None) -> None:
     env = {**RAY_TRAIN_ENV, "PYTHONPATH": _pythonpath()}
     os.environ.update(RAY_TRAIN_ENV)
     address = address or os.environ.get("RAY_ADDRESS")
-    try:
-        if address:
+    if address:
+        try:
             ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
-                     configure_logging=True, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise XsweepError(f"cannot reach the Ray cluster at {address!r}: {first_line(exc)}",
+                              where="--address / RAY_ADDRESS",
+                              fix="start the cluster (`ray up cluster.yaml`) and pass its address, e.g. "
+                                  "--address=127.0.0.1:6379, or leave it unset to run locally") from None
+        return
+    try:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
+                 configure_logging=True, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise XsweepError(f"cannot reach the Ray cluster at {address!r}: {first_line(exc)}",
-                          where="--address / RAY_ADDRESS",
-                          fix="start the cluster (`ray up cluster.yaml`) and pass its address, e.g. "
-                              "--address=127.0.0.1:6379, or leave it unset to run locally") from None
-
+        raise XsweepError(f"cannot start a local Ray: {first_line(exc)}", where="local Ray (no --address)",
+                          fix="see Ray's logs under /tmp/ray/session_latest/logs; check free disk space "
+                              "and shared memory (/dev/shm)") from None
 
 def _pythonpath() -> str:
     """Ray's worker processes must import xsweep even when it runs from a source checkout."""
