@@ -10,6 +10,7 @@ XSGD stands in for XSGD, which ../shared/data lacks. No file of either is read.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from xsweep.cli import EXPERIMENTS_DIR, main
-from xsweep.config import load_config
+from xsweep.config import grid_points, load_config
 from xsweep.paths import REPO_ROOT
+from xsweep.trial_log import flatten_config, pick_hparams
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -148,6 +150,17 @@ def test_every_shipped_experiment_plans_as_the_readme_says(path, tmp_path, capsy
     corpus = {str(stage.output_dir): stage.spec.sources[0].corpus for stage in stages}
     assert all(s.aligned_on == corpus[s.config["prompt"]["init_from"]] for s in apt)
     assert all(s.config["prompt"]["init_from"] is None and s.aligned_on is None for s in specs if s.config["method"] != "apt")
+
+    # Their HParams in TensorBoard: the keys the grid sets and the seed, in the grid's order, the
+    # same for every trial (TensorBoard takes its columns from one), telling every trial apart; the
+    # `align` section only where the grid sets it, with the value the grid gave (an APT trial's
+    # resolved config drops the section: its prompt is aligned already).
+    swept = [*dict.fromkeys(key for point in grid_points(cfg) for key in point), "seed"]
+    assert all(list(s.hparams) == swept for s in specs), (swept, specs[0].hparams)
+    assert len({json.dumps(s.hparams, sort_keys=True) for s in specs}) == trials
+    for spec in specs:
+        resolved = [key for key in swept if not key.startswith("align.")]
+        assert pick_hparams(flatten_config(spec.config), resolved) == {k: spec.hparams[k] for k in resolved}
 
     # The cost projection counts the same trials, by method (SGD and the demo data are not projected).
     by_method = re.search(r"^  trials: ([\d,]+) \(([^)]*)\)", out, re.MULTILINE)

@@ -34,8 +34,8 @@ def make_run(run_dir):
     for record in records:
         write_record(record, run_dir / "trials" / record.trial_id)
         with TrialWriter(run_dir / "tensorboard" / record.trial_id) as writer:
-            writer.hparams({**record.config, "optim": {"lr": record.lr}, "seed": record.seed},
-                           ["dev/en-US/accuracy"])
+            writer.hparams({"method": record.config["method"], "optim.lr": record.lr, "seed": record.seed},
+                           ["dev/en-US/accuracy"], config={**record.config, "optim": {"lr": record.lr}, "seed": record.seed})
             writer.scalar("train/loss", 1.0, 1)
             writer.scalar("dev/en-US/accuracy", record.best_dev, 1)
             for locale, score in record.test_scores.items():
@@ -85,8 +85,8 @@ def test_tensorboard_serves_runs_tags_and_hparams_on_loopback(tmp_path):
         assert {"test/en-US/accuracy", "test/ja-JP/accuracy", "test/zh-CN/accuracy",
                 "dev/en-US/accuracy", "train/loss"} <= set(tags[trial])
         experiment = get(url + "data/plugin/hparams/experiment", {"experimentName": ""})
-        names = {h["name"] for h in experiment["hparamInfos"]}
-        assert {"method", "optim.lr", "seed", "data.shots", "prompt.length"} <= names
+        # The columns are the keys the sweep varies, not every key of the config.
+        assert {h["name"] for h in experiment["hparamInfos"]} == {"method", "optim.lr", "seed"}
         assert [m["name"]["tag"] for m in experiment["metricInfos"]] == ["dev/en-US/accuracy"]
     finally:
         process.terminate()

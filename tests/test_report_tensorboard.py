@@ -13,7 +13,7 @@ from test_selection import tie_sweep
 from xsweep.record import DevPoint
 from xsweep.selection import summarise
 from xsweep.report.tensorboard import read_plugin_content, read_scalars, write_group_summaries
-from xsweep.trial_log import TrialWriter, flatten_config
+from xsweep.trial_log import TrialWriter, flatten_config, pick_hparams
 
 CONFIG = {
     "name": "quick", "method": "pt", "seed": 3,
@@ -21,7 +21,9 @@ CONFIG = {
     "data": {"shots": None, "eval_locales": ["de-DE", "en-US"], "train_locale": "en-US"},
     "backbone": {"dropout": True},
     "sweep": {"grid": {"optim.lr": [0.01, 0.001]}},
+    "align": {"data": [], "optim": {"lr": 5e-5, "steps": 1000}},
 }
+SWEPT = {"optim.lr": 0.01, "seed": 3, "data.shots": "null"}
 
 
 @pytest.mark.timeout(60)
@@ -35,17 +37,31 @@ def test_flatten_config_dotted_keys_and_strings():
 
 
 @pytest.mark.timeout(60)
+def test_picked_hparams_are_the_named_keys_in_their_order():
+    flat = flatten_config(CONFIG)
+    assert list(pick_hparams(flat, ["seed", "optim.lr"])) == ["seed", "optim.lr"]
+    # A section stands for its leaves; a key the config lacks is "null", never silently absent.
+    assert pick_hparams(flat, ["align.optim", "prompt.length"]) == {
+        "align.optim.lr": 5e-5, "align.optim.steps": 1000, "prompt.length": "null"}
+    # "optim" names the section, not every key that starts with the letters "optim".
+    assert set(pick_hparams({"optim.lr": 1.0, "optimizer": "adam"}, ["optim"])) == {"optim.lr"}
+
+
+@pytest.mark.timeout(60)
 def test_trial_writer_round_trip_and_hparams_at_start(tmp_path):
     values = [(1, 2.5), (2, 1.25), (3, 0.123456789)]
     writer = TrialWriter(tmp_path / "t000")
-    writer.hparams(CONFIG, ["dev/en-US/accuracy", "best_dev"])
+    writer.hparams(SWEPT, ["dev/en-US/accuracy", "best_dev"], config=CONFIG)
     # HParams must be on disk as soon as the trial starts, before any metric or close.
     started = read_plugin_content(tmp_path, "hparams")["t000"]
     start_info = hp_metadata.parse_session_start_info_plugin_data(started[hp_metadata.SESSION_START_INFO_TAG])
+    assert set(start_info.hparams) == {"optim.lr", "seed", "data.shots"}  # no align.*, no data.eval_locales
     assert start_info.hparams["optim.lr"].number_value == 0.01
-    assert start_info.hparams["data.eval_locales"].string_value == '["de-DE", "en-US"]'
+    assert start_info.hparams["seed"].number_value == 3
     assert start_info.hparams["data.shots"].string_value == "null"
     assert hp_metadata.SESSION_END_INFO_TAG not in started
+    # The whole resolved config is the trial's text summary, also there from the start.
+    assert config_text(tmp_path / "t000") == CONFIG
 
     for step, value in values:
         writer.scalar("train/loss", value, step)
@@ -65,9 +81,20 @@ def test_trial_writer_round_trip_and_hparams_at_start(tmp_path):
     content = read_plugin_content(tmp_path, "hparams")["t000"]
     experiment = hp_metadata.parse_experiment_plugin_data(content[hp_metadata.EXPERIMENT_TAG])
     assert {m.name.tag for m in experiment.metric_infos} == {"dev/en-US/accuracy", "best_dev"}
-    assert {h.name for h in experiment.hparam_infos} == set(flatten_config(CONFIG))
+    assert [h.name for h in experiment.hparam_infos] == list(SWEPT)
     assert hp_metadata.SESSION_END_INFO_TAG in content
-    assert "notes/text_summary" in read_plugin_content(tmp_path, "text")["t000"]
+    assert {"notes/text_summary", "config/text_summary"} <= set(read_plugin_content(tmp_path, "text")["t000"])
+
+
+def config_text(run_dir) -> dict:
+    """The resolved config a trial wrote as its `config` text summary (a YAML code block)."""
+    import yaml
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    text = acc.Tensors("config/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert text.startswith("```yaml\n") and text.endswith("```")
+    return yaml.safe_load(text.removeprefix("```yaml\n").removesuffix("```"))
 
 
 @pytest.mark.timeout(60)
@@ -107,7 +134,7 @@ def test_session_end_status_follows_the_record(tmp_path):
     for name, status in (("ok", "completed"), ("nan", "diverged"), ("live", "running"), ("cut", "paused"),
                          ("halt", "stopped")):
         writer = TrialWriter(tmp_path / name)
-        writer.hparams(CONFIG, ["best_dev"])
+        writer.hparams(SWEPT, ["best_dev"], config=CONFIG)
         writer.close(status)
     with TrialWriter(tmp_path / "cut") as later:  # the runner prunes a paused trial afterwards
         later.end_session("pruned")

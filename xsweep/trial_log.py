@@ -3,8 +3,11 @@
 Tag convention (one prefix per split, so TensorBoard groups the charts):
 `train/loss`, `dev/<locale>/<metric>`, `test/<locale>/<metric>`.
 
-A trial writes its HParams summaries when it *starts*, with every resolved config key flattened
-to a dotted name, so the HParams dashboard can filter and compare trials while they run; the
+A trial writes its HParams summaries when it *starts*, so the HParams dashboard can filter and
+compare trials while they run. They hold the values its caller passes: the keys the sweep varies
+(`TrialSpec.hparams`), not every key of the resolved config, most of which (the `align.*`
+section of a PT run, say) are the same in every trial and would crowd the table and push the
+metrics out of sight. The whole resolved config goes to the Text dashboard as `config`. The
 metrics named there are ordinary scalars written under the same tags. The loops receive their
 writer from whoever runs them (sweep/trial.py), as they receive their reporter.
 """
@@ -40,6 +43,17 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, float 
     return flat
 
 
+def pick_hparams(flat: dict[str, float | str], keys: list[str]) -> dict[str, float | str]:
+    """The entries of `flat` that `keys` name, in the order of `keys`: a key is a leaf, or a
+    section that stands for all its leaves; a key the config lacks is "null" (as in
+    `flatten_config`, so that every trial of a sweep lists the same hparams)."""
+    picked: dict[str, float | str] = {}
+    for key in keys:
+        leaves = {name: value for name, value in flat.items() if name == key or name.startswith(key + ".")}
+        picked.update(leaves or {key: "null"})
+    return picked
+
+
 class TrialWriter:
     """A SummaryWriter for one trial (or one summary run), with the tag convention above."""
 
@@ -52,15 +66,19 @@ class TrialWriter:
         self._writer = SummaryWriter(log_dir=str(self.logdir), flush_secs=FLUSH_SECS)
         self._session_open = False
 
-    def hparams(self, config: dict[str, Any], metric_names: list[str]) -> None:
-        """Write the HParams experiment and session-start summaries (call when the trial starts)."""
+    def hparams(self, values: dict[str, Any], metric_names: list[str], config: dict[str, Any]) -> None:
+        """Write the HParams experiment and session-start summaries of `values` (dotted key ->
+        value), and the whole resolved `config` as the text summary `config` (call when the trial
+        starts). TensorBoard takes its columns from the first experiment summary it finds, so
+        every trial of a sweep must pass the same keys (`pick_hparams` gives them)."""
+        import yaml
         from torch.utils.tensorboard.summary import hparams
 
-        experiment, session_start, _ = hparams(
-            flatten_config(config), {name: 0.0 for name in metric_names})
+        experiment, session_start, _ = hparams(flatten_config(values), {name: 0.0 for name in metric_names})
         file_writer = self._writer._get_file_writer()
         file_writer.add_summary(experiment)
         file_writer.add_summary(session_start)
+        self.text("config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "```")
         self._session_open = True
         self._writer.flush()  # the dashboard should list the trial now, not at the next flush
 

@@ -32,6 +32,7 @@ from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, 
                                  needs_alignment, run_align_stages, stage_for, stage_shapes, trial_overrides)
 from xsweep.train.align import aligned_corpus
 from xsweep.train.spec import TrialSpec
+from xsweep.trial_log import flatten_config, pick_hparams
 
 Log = Callable[[str], None]
 
@@ -46,9 +47,14 @@ def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, st
     PT/APT trials test no language themselves unless `sweep.evaluate` is `all`: the evaluation
     stage tests the selected learning rate's."""
     specs = []
-    for index, point in enumerate(grid_points(cfg) if points is None else points, first_index):
+    points = grid_points(cfg) if points is None else points
+    # Every key any point sets, and the seed: the same columns for every trial of the sweep.
+    swept = list(dict.fromkeys([key for point in points for key in point] + ["seed"]))
+    for index, point in enumerate(points, first_index):
         for seed in cfg.sweep.seeds:
             trial_cfg = with_overrides(cfg, {**point, "seed": seed})
+            # Read before the stage's overrides, which drop `align` (an APT trial's corpus axis).
+            hparams = pick_hparams(flatten_config(to_dict(trial_cfg)), swept)
             aligned_on = _aligned_on(stages, trial_cfg)
             trial_cfg = with_overrides(trial_cfg, trial_overrides(stages, trial_cfg))
             trial_cfg.sweep.grid = {}  # a trial is one grid point; the run's config.yaml keeps the grid
@@ -65,6 +71,7 @@ def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, st
                 eval_locales=list(inputs.eval_locales) if tests_inside_trial(cfg, trial_cfg.method) else [],
                 group_key=key,
                 group_name=name,
+                hparams=hparams,
                 aligned_on=aligned_on,
             ))
     return specs

@@ -160,8 +160,8 @@ def prepare(member: Member, checkpoint: dict[str, Any] | None, load_backbone: Ca
     m.scheduler = torch.optim.lr_scheduler.LambdaLR(
         m.optimizer, linear_warmup_decay(total_steps, int(cfg.optim.warmup_ratio * total_steps)))
     m.scaler = torch.amp.GradScaler(m.device.type, enabled=m.precision == "fp16")  # fp16 gradients underflow without it
-    m.writer.hparams(spec.config, [f"dev/{locale}/{m.task.metric}", "best_dev",
-                                   *(f"test/{loc}/{m.task.metric}" for loc in spec.eval_locales)])
+    metrics = [f"dev/{locale}/{m.task.metric}", "best_dev", *(f"test/{loc}/{m.task.metric}" for loc in spec.eval_locales)]
+    m.writer.hparams(spec.hparams or {"seed": cfg.seed}, metrics, config=spec.config)
     m.order = torch.Generator().manual_seed(cfg.seed)
     if checkpoint is not None:
         # Last, so that the random-number generators are those of the moment it was saved.

@@ -32,6 +32,10 @@ class TrialSpec:
     """Locales evaluated on test with the best checkpoint; empty: English dev only, no test."""
     group_key: str
     group_name: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """This trial's values of the keys its sweep varies (dotted key -> number or string): its
+    HParams in TensorBoard, whose table shows these and the metrics; `config` is its text summary.
+    Empty (a spec made by hand): the seed alone."""
     extra_meta: dict[str, Any] = field(default_factory=dict)
     test_at_every_evaluation: bool = False
     """Also test every locale of `eval_locales` at each dev evaluation, into TensorBoard as
