@@ -240,8 +240,9 @@ def fused_throughput(encoder, precision: str, k: int, shape: Shape, budget: Budg
     def step() -> float:
         with autocast(precision, device):
             hidden = fused_features(encoder, prompts, member_of_row, ids, mask)
-            losses = [F.cross_entropy(m.head(part), target) for m, part, target
-                      in zip(models, hidden.split(shape.fuse_batch), labels.split(shape.fuse_batch))]
+            losses = [F.cross_entropy(m.head(part, part_mask), target) for m, part, part_mask, target
+                      in zip(models, hidden.split(shape.fuse_batch), mask.split(shape.fuse_batch),
+                             labels.split(shape.fuse_batch))]
         values = torch.stack(losses).detach().tolist()  # one host read per step, as the fused loop
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)

@@ -172,6 +172,18 @@ def test_prompt_length_zero(experiment, capsys, runs):
     nothing_written(runs)
 
 
+def test_text_prefix_with_slot_filling(experiment, capsys, runs):
+    fails(capsys, ["run", str(experiment("head: {kind: slot}\nbackbone: {text_prefix: 'query: '}"))],
+          "backbone.text_prefix 'query: '", "slot filling labels the utterance's words",
+          "leave backbone.text_prefix empty")
+    nothing_written(runs)
+
+
+def test_unknown_pooling(experiment, capsys, runs):
+    fails(capsys, ["run", str(experiment("backbone: {pooling: max}"))], "backbone.pooling", "cls", "mean")
+    nothing_written(runs)
+
+
 def test_duplicate_key(tmp_path, capsys, runs):
     path = tmp_path / "exp.yaml"
     path.write_text(f"storage: {{root: {runs}}}\noptim:\n  lr: 0.1\n  lr: 0.2\n")

@@ -69,7 +69,8 @@ def test_a_config_written_without_the_added_keys_is_the_same_training(repo_root)
     assert group_of(older) == group_of(current)
 
 
-OTHER_CHOICE = {"optim.precision": "fp32", "data.max_dev_examples": 600, "data.max_test_examples_per_locale": 300}
+OTHER_CHOICE = {"optim.precision": "fp32", "data.max_dev_examples": 600, "data.max_test_examples_per_locale": 300,
+                "backbone.pooling": "mean", "backbone.text_prefix": "query: "}
 """For added keys that take one of a few strings, or are off (None) by default: another valid value."""
 
 

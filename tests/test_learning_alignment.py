@@ -24,7 +24,7 @@ from xsweep.config import AlignStageConfig, BackboneConfig, PromptConfig
 from xsweep.data.tatoeba import read_tatoeba
 from xsweep.metrics import retrieval_accuracy
 from xsweep.models.prompted import build_intent_model, load_prompt_for_apt
-from xsweep.models.prompts import encode
+from xsweep.models.pooling import sentence_states
 from xsweep.train.align import AlignSpec, build_align_module, run_alignment
 from xsweep.train.align_data import ParallelSource
 
@@ -36,10 +36,8 @@ def tokenize(tokenizer, texts):
     return enc["input_ids"], enc["attention_mask"]
 
 
-@torch.no_grad()
 def first_token_states(encoder, prompt, tokenizer, texts):
-    return torch.cat([encode(encoder, prompt, *tokenize(tokenizer, texts[s:s + 200]))[:, 0]
-                      for s in range(0, len(texts), 200)])
+    return sentence_states(encoder, prompt, tokenizer, texts, pooling="cls", max_seq_len=48, batch_size=200)
 
 
 @torch.no_grad()

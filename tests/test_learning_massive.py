@@ -105,18 +105,20 @@ def test_pt_layer_prompt_reaches_60_percent_and_beats_a_linear_probe(massive, mi
         feats = {name: torch.cat([probe.features(*tokenize(tokenizer, [r.utt for r in rows[s:s + 256]]))[:, :1]
                                   for s in range(0, len(rows), 256)]) for name, rows in (("train", train), ("test", test))}
     head_opt = torch.optim.AdamW(probe.head.parameters(), lr=1e-2)
+    first_only = torch.ones(max(len(train), len(test)), 1, dtype=torch.long)  # the kept `<s>` column
     y_train = gold(train, index)
     generator = torch.Generator().manual_seed(SEED)
     for _ in range(60):
         probe.head.train()
         for chunk in torch.randperm(len(train), generator=generator).split(32):
-            loss = F.cross_entropy(probe.head(feats["train"][chunk]), y_train[chunk])
+            loss = F.cross_entropy(probe.head(feats["train"][chunk], first_only[:len(chunk)]), y_train[chunk])
             head_opt.zero_grad(set_to_none=True)
             loss.backward()
             head_opt.step()
     probe.head.eval()
     with torch.no_grad():
-        probe_accuracy = intent_accuracy(probe.head(feats["test"]).argmax(-1), gold(test, index))
+        probe_accuracy = intent_accuracy(probe.head(feats["test"], first_only[:len(test)]).argmax(-1),
+                                         gold(test, index))
 
     print(f"PT layer-16: {pt_accuracy:.3f} ({pt_seconds:.0f} s); linear probe: {probe_accuracy:.3f}; "
           f"total {time.perf_counter() - started:.0f} s")

@@ -129,8 +129,10 @@ def predict(trial_dir: Path, utterances: list[str], device: str = "cpu") -> list
     kind, batch_size = p.labels["task"], p.cfg.optim.eval_batch_size
     locale = p.cfg.data.train_locale
     if kind == "vanilla":
-        batch = p.tokenizer(utterances, truncation=True, max_length=p.cfg.data.max_seq_len, padding=True,
-                            return_tensors="pt")
+        from xsweep.models.pooling import with_prefix
+
+        batch = p.tokenizer(with_prefix(utterances, p.cfg.backbone.text_prefix), truncation=True,
+                            max_length=p.cfg.data.max_seq_len, padding=True, return_tensors="pt")
         probs = p.model(batch["input_ids"].to(p.device), batch["attention_mask"].to(p.device)).softmax(-1).cpu()
         best = probs.argmax(-1).tolist()
         intents = p.labels["intents"]

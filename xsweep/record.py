@@ -133,6 +133,9 @@ ADDED_KEYS: dict[str, Any] = {
     # Dev and test subsets (issue 17): off, the whole partitions, as before.
     "data.max_dev_examples": None,
     "data.max_test_examples_per_locale": None,
+    # How a sentence is read (issue 17): `<s>`, no prefix, as before.
+    "backbone.pooling": "cls",
+    "backbone.text_prefix": "",
 }
 """Config keys added after group keys were first defined (dotted key -> the default it was added
 with). Such a key at that default is left out of the group key, so a run made before the key

@@ -29,6 +29,10 @@ def check_experiment(cfg: ExperimentConfig, source: str, lines: dict[str, int], 
     cfg.optim.check(fail)
     cfg.prompt.check(fail)
     cfg.head.check(fail)
+    if cfg.backbone.text_prefix and (cfg.head.kind == "slot" or cfg.data.dataset == "conll"):
+        fail("backbone.text_prefix", f"backbone.text_prefix {cfg.backbone.text_prefix!r} is put before sentence "
+             "inputs, but slot filling labels the utterance's words (and data.dataset conll reads words too)",
+             "leave backbone.text_prefix empty for slot filling and CoNLL data")
     _check_prompt_source(cfg, fail)
     cfg.align.check(fail)
     if check_grid and not cfg.sweep.downstream and not cfg.align.data:  # an experiment's, not a trial's

@@ -42,6 +42,15 @@ class BackboneConfig:
     """Attention kernel; None lets transformers choose."""
     dropout: bool = True
     """Keep the frozen backbone's own dropout active in training, as the authors' code does."""
+    pooling: Literal["cls", "mean"] = "cls"
+    """How a sentence's vector is read off the encoder, by the intent and NLI heads, the alignment
+    objective's contrastive loss and Tatoeba retrieval alike (models/pooling.py): `cls` the first
+    token's state (XLM-R, the paper); `mean` the mean over the real tokens (how multilingual-e5
+    was trained)."""
+    text_prefix: str = ""
+    """Put before every input text (utterances, NLI premises, parallel pairs, retrieval
+    sentences, `xsweep predict`): multilingual-e5 was trained on `"query: "` + text. Not for slot
+    filling, whose labels are per word of the utterance."""
 
 
 @dataclass

@@ -1,23 +1,28 @@
-"""Task heads on the encoder's hidden states, RoBERTa-style (dense, tanh, dropout, projection) on `<s>`."""
+"""Task heads on the encoder's hidden states: RoBERTa-style sentence classification (dense, tanh,
+dropout, projection) on the pooled sentence vector, and a per-token tagger."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from xsweep.models.pooling import pool
+
 
 class ClassificationHead(nn.Module):
-    """Sentence classification on the first token (`<s>` / `[CLS]`), as RobertaClassificationHead."""
+    """Sentence classification, as RobertaClassificationHead, on the sentence's vector: the first
+    token's state (`pooling` "cls", `<s>` / `[CLS]`) or the mean of the real tokens' ("mean")."""
 
-    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1, pooling: str = "cls"):
         super().__init__()
+        self.pooling = pooling
         self.dense = nn.Linear(hidden, hidden)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(hidden, num_labels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """hidden_states: (B, T, H). Returns logits (B, num_labels)."""
-        x = self.dropout(hidden_states[:, 0])
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """hidden_states: (B, T, H); attention_mask: (B, T). Returns logits (B, num_labels)."""
+        x = self.dropout(pool(hidden_states, attention_mask, self.pooling))
         x = torch.tanh(self.dense(x))
         return self.out_proj(self.dropout(x))
 
@@ -34,6 +39,7 @@ class TokenTagger(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_labels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """hidden_states: (B, T, H). Returns logits (B, T, num_labels)."""
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """hidden_states: (B, T, H); attention_mask (B, T), unused: padded positions are never scored.
+        Returns logits (B, T, num_labels)."""
         return self.classifier(self.dropout(hidden_states))

@@ -53,7 +53,7 @@ class PromptedModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask: (B, T). Returns the head's logits (see each subclass)."""
-        return self.head(self.features(input_ids, attention_mask))
+        return self.head(self.features(input_ids, attention_mask), attention_mask)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors this method trains, under their `state_dict` names: the prompt and the head
@@ -66,7 +66,8 @@ class PromptedModel(nn.Module):
     def describe(self) -> dict:
         return {"method": self.method, "backbone_dropout": self.backbone_dropout,
                 "prompt": self.prompt.describe() if self.prompt is not None else {"kind": "none"},
-                "head": type(self.head).__name__, "task": type(self).__name__}
+                "head": type(self.head).__name__, "pooling": getattr(self.head, "pooling", None),
+                "task": type(self).__name__}
 
 
 def shared_features(models: Sequence[PromptedModel], input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -88,12 +89,12 @@ def shared_features(models: Sequence[PromptedModel], input_ids: torch.Tensor, at
 
 
 class IntentModel(PromptedModel):
-    """Vanilla intent classifier: a ClassificationHead on `<s>` over all intents.
+    """Vanilla intent classifier: a ClassificationHead on the pooled sentence over all intents.
     forward(input_ids (B, T), attention_mask (B, T)) -> logits (B, num_labels)."""
 
 
 class NliModel(PromptedModel):
-    """NLI scorer: a two-way (not / entails) ClassificationHead on `<s>` of a (premise, hypothesis)
+    """NLI scorer: a two-way (not / entails) ClassificationHead on the pooled (premise, hypothesis)
     pair encoded as one sequence. Token type ids are not passed, as XLM-R has none.
     forward(input_ids (N, T), attention_mask (N, T)) -> logits (N, 2)."""
 
@@ -114,41 +115,44 @@ def check_method_prompt(method: str, prompt_kind: str) -> None:
                           fix="use prompt.kind layer or input with method apt")
 
 
-def _build(model_cls, head_cls, num_labels: int, encoder: PreTrainedModel, method: str, prompt_kind: str,
-           prompt_length: int, prompt_dropout: float, head_dropout: float, backbone_dropout: bool,
-           shift_positions: bool, reparam_hidden: int | None):
+def _build(model_cls, head: nn.Module, encoder: PreTrainedModel, method: str, prompt_kind: str,
+           prompt_length: int, prompt_dropout: float, backbone_dropout: bool, shift_positions: bool,
+           reparam_hidden: int | None):
     check_method_prompt(method, prompt_kind)
-    info = backbone_info(encoder)
-    prompt = build_prompt(prompt_kind, info, prompt_length, encoder, dropout=prompt_dropout,
+    prompt = build_prompt(prompt_kind, backbone_info(encoder), prompt_length, encoder, dropout=prompt_dropout,
                           reparam_hidden=reparam_hidden, shift_positions=shift_positions)
-    return model_cls(encoder, prompt, head_cls(info.hidden, num_labels, head_dropout), method=method,
-                     backbone_dropout=backbone_dropout)
+    return model_cls(encoder, prompt, head, method=method, backbone_dropout=backbone_dropout)
 
 
 def build_intent_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str, prompt_length: int,
                        num_labels: int, prompt_dropout: float = 0.1, head_dropout: float = 0.1,
                        backbone_dropout: bool = True, shift_positions: bool = True,
-                       reparam_hidden: int | None = None) -> IntentModel:
+                       reparam_hidden: int | None = None, pooling: str = "cls") -> IntentModel:
     """Compose `encoder` (frozen for pt/apt) with a fresh prompt and a fresh vanilla head."""
-    return _build(IntentModel, ClassificationHead, num_labels, encoder, method, prompt_kind, prompt_length,
-                  prompt_dropout, head_dropout, backbone_dropout, shift_positions, reparam_hidden)
+    head = ClassificationHead(backbone_info(encoder).hidden, num_labels, head_dropout, pooling)
+    return _build(IntentModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
+                  shift_positions, reparam_hidden)
 
 
 def build_nli_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str, prompt_length: int,
                     prompt_dropout: float = 0.1, head_dropout: float = 0.1, backbone_dropout: bool = True,
-                    shift_positions: bool = True, reparam_hidden: int | None = None) -> NliModel:
+                    shift_positions: bool = True, reparam_hidden: int | None = None,
+                    pooling: str = "cls") -> NliModel:
     """Compose `encoder` with a fresh prompt and a fresh two-way entailment head."""
-    return _build(NliModel, ClassificationHead, 2, encoder, method, prompt_kind, prompt_length, prompt_dropout,
-                  head_dropout, backbone_dropout, shift_positions, reparam_hidden)
+    head = ClassificationHead(backbone_info(encoder).hidden, 2, head_dropout, pooling)
+    return _build(NliModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
+                  shift_positions, reparam_hidden)
 
 
 def build_slot_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str, prompt_length: int,
                      num_labels: int, prompt_dropout: float = 0.1, head_dropout: float = 0.1,
                      backbone_dropout: bool = True, shift_positions: bool = True,
-                     reparam_hidden: int | None = None) -> SlotModel:
-    """Compose `encoder` with a fresh prompt and a fresh token tagger over `num_labels` word labels."""
-    return _build(SlotModel, TokenTagger, num_labels, encoder, method, prompt_kind, prompt_length, prompt_dropout,
-                  head_dropout, backbone_dropout, shift_positions, reparam_hidden)
+                     reparam_hidden: int | None = None, pooling: str = "cls") -> SlotModel:
+    """Compose `encoder` with a fresh prompt and a fresh token tagger over `num_labels` word labels
+    (`pooling` is accepted with every builder's options and unused: a tagger reads every token)."""
+    head = TokenTagger(backbone_info(encoder).hidden, num_labels, head_dropout)
+    return _build(SlotModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
+                  shift_positions, reparam_hidden)
 
 
 __all__ = ["IntentModel", "NliModel", "PromptedModel", "SlotModel", "build_intent_model", "build_nli_model",

@@ -1,7 +1,8 @@
 """Tatoeba retrieval of aligned prompts: the paper's table of retrieval accuracy against prompt length.
 
-Each finished alignment stage is scored on Tatoeba (as in XTREME): the `<s>` state of every
-non-English sentence looks for its nearest English sentence by cosine, with the aligned prompt and
+Each finished alignment stage is scored on Tatoeba (as in XTREME): the sentence vector of every
+non-English sentence (`<s>`, or the mean of its tokens: `backbone.pooling`, read as the heads read
+it) looks for its nearest English sentence by cosine, with the aligned prompt and
 with no prompt, and the accuracy is the fraction that find their own translation. Scores are
 kept beside the stage (`retrieval.json`), so a reused stage is not scored again, and the run's
 `results/retrieval.md` puts every language in a row and every prompt in a column.
@@ -67,7 +68,7 @@ def score_stage(stage: AlignStage, folder: Path, languages: list[str], max_len: 
     from xsweep.data.tatoeba import read_tatoeba
     from xsweep.metrics import retrieval_accuracy
     from xsweep.models.prompted import build_intent_model, load_prompt_for_apt
-    from xsweep.models.prompts import encode
+    from xsweep.models.pooling import sentence_states
     from xsweep.sweep.hosting import cached_backbone
 
     spec = stage.spec
@@ -79,22 +80,17 @@ def score_stage(stage: AlignStage, folder: Path, languages: list[str], max_len: 
     load_prompt_for_apt(model, stage.output_dir)
     model.eval()
 
-    @torch.no_grad()
-    def first_states(prompt, texts: list[str]) -> torch.Tensor:
-        states = []
-        for start in range(0, len(texts), BATCH):
-            enc = tokenizer(texts[start:start + BATCH], padding=True, truncation=True, max_length=max_len,
-                            return_tensors="pt")
-            states.append(encode(encoder, prompt, enc["input_ids"], enc["attention_mask"])[:, 0])
-        return torch.cat(states)
+    def states(prompt, texts: list[str]) -> torch.Tensor:
+        return sentence_states(encoder, prompt, tokenizer, texts, pooling=spec.backbone.pooling,
+                               text_prefix=spec.backbone.text_prefix, max_seq_len=max_len, batch_size=BATCH)
 
     scores = {}
     for iso3 in languages:
         pairs = read_tatoeba(folder, iso3)
         scores[iso3] = {
-            "aligned": retrieval_accuracy(first_states(model.prompt, pairs.sentences),
-                                          first_states(model.prompt, pairs.english)),
-            "no_prompt": retrieval_accuracy(first_states(None, pairs.sentences), first_states(None, pairs.english)),
+            "aligned": retrieval_accuracy(states(model.prompt, pairs.sentences),
+                                          states(model.prompt, pairs.english)),
+            "no_prompt": retrieval_accuracy(states(None, pairs.sentences), states(None, pairs.english)),
             "pairs": len(pairs.sentences),
         }
     return scores

@@ -115,7 +115,11 @@ class AlignSpec:
                 "backbone_dropout": b.dropout, "attn_implementation": b.attn_implementation,
                 "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "warmup_ratio": a.warmup_ratio,
                 "temperature": a.temperature, "mask_probability": a.mask_probability,
-                "max_segments": a.max_segments, "max_seq_len": a.max_seq_len, "seed": a.seed}
+                "max_segments": a.max_segments, "max_seq_len": a.max_seq_len, "seed": a.seed,
+                # How sentences are read: hashed only when not the default they were added with, so
+                # a run aligned before they existed keeps its digest and is reused.
+                **{key: value for key, value, default in (("pooling", b.pooling, "cls"),
+                                                          ("text_prefix", b.text_prefix, "")) if value != default}}
 
 
 def _source_identity(source: ParallelSource) -> dict[str, Any]:
@@ -192,7 +196,7 @@ class AlignModule(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, prompt: nn.Module, mlm_head: MlmHead, *, head_trainable: bool,
-                 masking: MaskingSpec, backbone_dropout: bool, temperature: float):
+                 masking: MaskingSpec, backbone_dropout: bool, temperature: float, pooling: str = "cls"):
         super().__init__()
         self.__dict__["encoder"] = encoder.requires_grad_(False)
         self.info = backbone_info(encoder)
@@ -202,7 +206,7 @@ class AlignModule(nn.Module):
         else:
             self.__dict__["mlm_head"] = mlm_head.requires_grad_(False)
         self.head_trainable, self.backbone_dropout = head_trainable, backbone_dropout
-        self.masking, self.temperature = masking, temperature
+        self.masking, self.temperature, self.pooling = masking, temperature, pooling
         self.generator: torch.Generator | None = None
         """Draws the masks; set by the loop (one stream per worker, saved in checkpoints)."""
 
@@ -221,7 +225,8 @@ class AlignModule(nn.Module):
         """x_ids, x_mask: (B, Tx) English; y_ids, y_mask: (B, Ty), row i the translation of x row i.
         Masks both sides (independently) and returns the MLM, contrastive and total losses."""
         return alignment_loss(self.encoder, self.prompt, self.mlm_head, x_ids, x_mask, y_ids, y_mask,
-                              self.masking, temperature=self.temperature, generator=self.generator)
+                              self.masking, temperature=self.temperature, pooling=self.pooling,
+                              generator=self.generator)
 
 
 def build_align_module(spec: AlignSpec, device: torch.device | str = "cpu"):
@@ -239,7 +244,8 @@ def build_align_module(spec: AlignSpec, device: torch.device | str = "cpu"):
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_probability)
     masking.vocab_size = min(masking.vocab_size, encoder.get_input_embeddings().num_embeddings)
     module = AlignModule(encoder, prompt, head.to(device), head_trainable=not pretrained, masking=masking,
-                         backbone_dropout=spec.backbone.dropout, temperature=cfg.temperature)
+                         backbone_dropout=spec.backbone.dropout, temperature=cfg.temperature,
+                         pooling=spec.backbone.pooling)
     return module.to(device), tokenizer
 
 
@@ -305,7 +311,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
         plan = plan_epoch(epoch_pairs(docs, cfg.seed, epoch, cfg.max_segments), cfg.batch_size, rank, world)
         sums = torch.zeros(3, dtype=torch.float64)  # mlm, contrastive, steps
         for shard in plan.shards:
-            batch = [t.to(device) for t in encode_pairs(tokenizer, shard, cfg.max_seq_len)]
+            batch = [t.to(device) for t in encode_pairs(tokenizer, shard, cfg.max_seq_len, spec.backbone.text_prefix)]
             losses = model(*batch)  # masks x and y independently, then MLM + InfoNCE
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()

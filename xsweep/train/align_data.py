@@ -1,4 +1,4 @@
-"""What alignment pretraining reads: parallel sources, per-step batches, and the `<s>` retrieval probe.
+"""What alignment pretraining reads: parallel sources, per-step batches, and the retrieval probe.
 
 A source is plain data (it crosses into Ray workers and into the run's JSON): XSGD dialogues, two
 line-aligned files, a TSV, or a Tatoeba folder, each optionally cut to a number of pairs. Every
@@ -20,6 +20,7 @@ import torch
 from xsweep.data.parallel import (AlignedDocument, AlignmentPair, cap_pairs, line_aligned_documents, tatoeba_documents,
                                   tsv_documents, xsgd_documents)
 from xsweep.errors import XsweepError
+from xsweep.models.pooling import sentence_states, with_prefix
 
 SOURCE_KINDS = ("xsgd", "lines", "tsv", "tatoeba")
 
@@ -124,46 +125,25 @@ def shard_digest(shards: Sequence[Sequence[AlignmentPair]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def encode_pairs(tokenizer, pairs: Sequence[AlignmentPair], max_seq_len: int
+def encode_pairs(tokenizer, pairs: Sequence[AlignmentPair], max_seq_len: int, text_prefix: str = ""
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tokenize x (English) and y (target) of every pair, each side padded to its own longest row.
+    """Tokenize x (English) and y (target) of every pair, each after `text_prefix` (`backbone.text_prefix`)
+    and each side padded to its own longest row.
 
     Returns x_ids, x_mask: (B, Tx) and y_ids, y_mask: (B, Ty); row i of y translates row i of x.
     """
-    x = tokenizer([p.source for p in pairs], truncation=True, max_length=max_seq_len, padding=True,
-                  return_tensors="pt")
-    y = tokenizer([p.target for p in pairs], truncation=True, max_length=max_seq_len, padding=True,
-                  return_tensors="pt")
+    x = tokenizer(with_prefix([p.source for p in pairs], text_prefix), truncation=True, max_length=max_seq_len,
+                  padding=True, return_tensors="pt")
+    y = tokenizer(with_prefix([p.target for p in pairs], text_prefix), truncation=True, max_length=max_seq_len,
+                  padding=True, return_tensors="pt")
     return x["input_ids"], x["attention_mask"], y["input_ids"], y["attention_mask"]
-
-
-@torch.no_grad()
-def first_token_states(encoder, prompt, tokenizer, texts: Sequence[str], *, max_seq_len: int = 128,
-                       batch_size: int = 64, device: torch.device | str = "cpu") -> torch.Tensor:
-    """`<s>` states (N, H) of `texts` through the encoder with `prompt` (None: no prompt), in eval mode."""
-    from xsweep.models.prompts import encode
-
-    modules = [m for m in (encoder, prompt) if m is not None]
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        out = []
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_seq_len,
-                            padding=True, return_tensors="pt")
-            hidden = encode(encoder, prompt, enc["input_ids"].to(device), enc["attention_mask"].to(device))
-            out.append(hidden[:, 0].float().cpu())
-        return torch.cat(out)
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 def retrieval_accuracy_between(encoder, prompt, tokenizer, queries: Sequence[str], candidates: Sequence[str],
                                **kwargs) -> float:
-    """Tatoeba accuracy: query i's nearest candidate by cosine of `<s>` must be candidate i."""
+    """Tatoeba accuracy: query i's nearest candidate by cosine of sentence vectors (`sentence_states`,
+    which `kwargs` go to) must be candidate i."""
     from xsweep.metrics import retrieval_accuracy
 
-    return retrieval_accuracy(first_token_states(encoder, prompt, tokenizer, queries, **kwargs),
-                              first_token_states(encoder, prompt, tokenizer, candidates, **kwargs))
+    return retrieval_accuracy(sentence_states(encoder, prompt, tokenizer, queries, **kwargs),
+                              sentence_states(encoder, prompt, tokenizer, candidates, **kwargs))

@@ -9,6 +9,7 @@ import torch
 
 from xsweep.data.encode import tokenize_cached
 from xsweep.data.massive import MassiveExample
+from xsweep.models.pooling import with_prefix
 
 
 @dataclass
@@ -33,8 +34,9 @@ class Batch:
 
 
 def encode_split(rows: Sequence[MassiveExample], tokenizer, label_index: dict[str, int],
-                 max_seq_len: int) -> EncodedSplit:
-    encoded = tokenize_cached([row.utt for row in rows], tokenizer, "text", max_seq_len)  # once per node
+                 max_seq_len: int, text_prefix: str = "") -> EncodedSplit:
+    """Every row's utterance after `text_prefix` (`backbone.text_prefix`), tokenized once per node."""
+    encoded = tokenize_cached(with_prefix([row.utt for row in rows], text_prefix), tokenizer, "text", max_seq_len)
     labels = torch.tensor([label_index.get(row.intent, -1) for row in rows], dtype=torch.long)
     return EncodedSplit(input_ids=encoded.input_ids, labels=labels, pad_id=tokenizer.pad_token_id)
 

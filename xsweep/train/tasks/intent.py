@@ -1,4 +1,4 @@
-"""Vanilla intent classification: a head over all intents on `<s>`, cross-entropy, accuracy."""
+"""Vanilla intent classification: a head over all intents on the pooled sentence, cross-entropy, accuracy."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class IntentSplit:
 
 
 class IntentTask:
-    """Vanilla intent classification: a head over all intents on `<s>`, cross-entropy."""
+    """Vanilla intent classification: a head over all intents on the pooled sentence, cross-entropy."""
 
     metric = METRICS["vanilla"]
 
@@ -47,7 +47,8 @@ class IntentTask:
         return build_intent_model(encoder, num_labels=len(self.intents), **model_options(self.cfg))
 
     def encode(self, rows: Sequence[MassiveExample]) -> IntentSplit:
-        return IntentSplit(list(rows), encode_split(rows, self.tokenizer, self.index, self.cfg.data.max_seq_len))
+        return IntentSplit(list(rows), encode_split(rows, self.tokenizer, self.index, self.cfg.data.max_seq_len,
+                                                      self.cfg.backbone.text_prefix))
 
     def train_batches(self, split: IntentSplit, batch_size: int, order: torch.Generator,
                       device: torch.device) -> Iterator[Batch]:
@@ -63,8 +64,9 @@ class IntentTask:
         which changes no real token's hidden state (padding is masked out of attention)."""
         ids, mask = stack_batches(batches, self.tokenizer.pad_token_id)
         hidden = shared_features(models, ids, mask, [len(b.labels) for b in batches])
-        return [torch.nn.functional.cross_entropy(model.head(part), batch.labels)
-                for model, part, batch in zip(models, hidden, batches)]
+        masks = mask.split([len(b.labels) for b in batches])
+        return [torch.nn.functional.cross_entropy(model.head(part, part_mask), batch.labels)
+                for model, part, part_mask, batch in zip(models, hidden, masks, batches)]
 
     @torch.no_grad()
     def evaluate(self, model: PromptedModel, split: IntentSplit, batch_size: int, device: torch.device) -> Evaluation:

@@ -23,6 +23,7 @@ from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
 from xsweep.data.massive import MassiveExample, intent_labels
 from xsweep.metrics import intent_accuracy
+from xsweep.models.pooling import with_prefix
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import entailment_probability, intent_hypothesis, nli_loss, nli_pairs, nli_predict
 from xsweep.train.batches import Batch, length_batches, pad, training_batches
@@ -63,7 +64,8 @@ class NliTask:
 
     def encode(self, rows: Sequence[MassiveExample]) -> NliSplit:
         rows = list(rows)
-        pairs = TokenizedPairs([row.utt for row in rows], self.hypotheses, self.tokenizer, self.cfg.data.max_seq_len)
+        premises = with_prefix([row.utt for row in rows], self.cfg.backbone.text_prefix)
+        pairs = TokenizedPairs(premises, self.hypotheses, self.tokenizer, self.cfg.data.max_seq_len)
         return NliSplit(rows, [self.index.get(row.intent, -1) for row in rows], pairs)
 
     def _collate(self, split: NliSplit, pair_indices: Sequence[int],

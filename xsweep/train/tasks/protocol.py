@@ -80,7 +80,7 @@ def model_options(cfg: ExperimentConfig) -> dict[str, Any]:
     return dict(method=cfg.method, prompt_kind=cfg.prompt.kind, prompt_length=cfg.prompt.length,
                 prompt_dropout=cfg.prompt.dropout, head_dropout=cfg.head.dropout,
                 backbone_dropout=cfg.backbone.dropout, shift_positions=cfg.prompt.shift_positions,
-                reparam_hidden=cfg.prompt.reparam_hidden)
+                reparam_hidden=cfg.prompt.reparam_hidden, pooling=cfg.backbone.pooling)
 
 
 class eval_mode:

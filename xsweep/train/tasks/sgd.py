@@ -38,6 +38,7 @@ from xsweep.config import ExperimentConfig
 from xsweep.data.encode import NliPairs as TokenizedPairs
 from xsweep.data.sgd import SgdIntentExample
 from xsweep.metrics import intent_accuracy
+from xsweep.models.pooling import with_prefix
 from xsweep.models.prompted import PromptedModel, build_nli_model
 from xsweep.objectives.nli import (ENTAILMENT, OUT_OF_SCOPE, entailment_probability, nli_loss, nli_pairs,
                                    nli_predict)
@@ -92,7 +93,8 @@ class SgdTask:
         index: dict[str, int] = {}
         candidates = [[index.setdefault(text, len(index)) for text in e.descriptions] for e in examples]
         gold = [OUT_OF_SCOPE if e.intent is None else e.candidates.index(e.intent) for e in examples]
-        pairs = TokenizedPairs([e.premise for e in examples], list(index), self.tokenizer, self.cfg.data.max_seq_len)
+        premises = with_prefix([e.premise for e in examples], self.cfg.backbone.text_prefix)
+        pairs = TokenizedPairs(premises, list(index), self.tokenizer, self.cfg.data.max_seq_len)
         return SgdSplit(examples, list(index), candidates, gold, pairs)
 
     def _collate(self, split: SgdSplit, keys: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
