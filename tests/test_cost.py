@@ -107,6 +107,20 @@ def test_evaluate_all_and_nli_multiply(tmp_path):
     assert p.test_sequences == 24 * sum(TEST.values()) * 3
 
 
+def test_dev_and_test_subsets_are_counted_at_their_size(tmp_path):
+    """data.max_dev_examples and data.max_test_examples_per_locale cut what is evaluated, and the
+    projection counts what is evaluated: a cap above a split's size changes nothing."""
+    cfg = load_config(write_config(tmp_path))
+    data = data_size(cfg)
+    whole = project(cfg, data, None)
+    cfg.data.max_dev_examples, cfg.data.max_test_examples_per_locale = 3, 5
+    cut = project(cfg, data, None)
+    assert cut.dev_sequences == whole.dev_evaluations * 3 < whole.dev_sequences
+    assert cut.test_sequences == whole.tested_trials * sum(min(n, 5) for n in TEST.values())
+    cfg.data.max_dev_examples, cfg.data.max_test_examples_per_locale = DEV + 1, max(TEST.values()) + 1
+    assert project(cfg, data, None) == whole
+
+
 def read_rows(path: Path) -> list[dict]:
     """A MASSIVE file's rows, read here with json (not with xsweep's reader)."""
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()

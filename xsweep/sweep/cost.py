@@ -246,7 +246,8 @@ def project(cfg: ExperimentConfig, data: DataSize, backbone: BackboneSize | None
         out.steps += trials * math.ceil(examples / trial.optim.batch_size) * epochs
         out.dev_evaluations += trials * evaluations
         per_candidate = data.intents if nli else 1
-        dev_sequences = trials * evaluations * data.dev * per_candidate
+        dev = min(data.dev, trial.data.max_dev_examples or data.dev)  # a subset (data.max_dev_examples)
+        dev_sequences = trials * evaluations * dev * per_candidate
         out.dev_sequences += dev_sequences
         if tests_inside_trial(cfg, trial.method):
             tested = trials
@@ -257,7 +258,8 @@ def project(cfg: ExperimentConfig, data: DataSize, backbone: BackboneSize | None
             tested = 0 if key in selected_groups else seeds
             selected_groups.add(key)
         out.tested_trials += tested
-        test_sequences = tested * sum(data.test.values()) * per_candidate
+        cap = trial.data.max_test_examples_per_locale
+        test_sequences = tested * sum(min(n, cap or n) for n in data.test.values()) * per_candidate
         out.test_sequences += test_sequences
         if backbone is not None:
             tokens = data.mean_tokens + (MEAN_HYPOTHESIS_TOKENS if nli else 0)
