@@ -53,3 +53,17 @@ def test_a_trial_lists_the_swept_keys_and_its_metrics_and_keeps_its_config_as_te
     # The config holds a whole `align` section this PT run never reads: none of it is a column.
     assert any(key.startswith("align") for key in spec.config)
     assert config_text(Path(spec.tensorboard_dir)) == spec.config
+
+
+def test_an_optuna_batch_lists_the_searched_keys_beside_the_grid_s(tmp_path):
+    """Optuna's points (sweep/search.py) are a grid point and the suggested values: both are swept."""
+    from xsweep.sweep.prepare import PreparedInputs
+
+    path = tmp_path / "hparams.yaml"
+    path.write_text(EXPERIMENT.format(root=tmp_path / "runs"))
+    cfg = load_config(path)
+    inputs = PreparedInputs(data_dir=tmp_path, eval_locales=["en-US"], backbone_path="builtin:micro", data_files=[])
+    points = [{"prompt.length": 2, "optim.lr": 0.02, "optim.weight_decay": 0.1},
+              {"prompt.length": 2, "optim.lr": 0.005, "optim.weight_decay": 0.0}]
+    specs = plan_trials(cfg, tmp_path / "run", inputs, points=points, first_index=4)
+    assert [s.hparams for s in specs] == [{**point, "seed": seed} for point in points for seed in (0, 1)]
