@@ -307,7 +307,6 @@ def test_submit_checks_the_config_before_the_cluster(capsys, tmp_path):
 
 def test_submit_without_the_job_client_says_what_to_install(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # as in a minimal Ray install
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # submit may set it; restored afterwards
     with socket.socket() as server:  # something answers, so the address check passes
         server.bind(("127.0.0.1", 0))
         server.listen()

@@ -144,14 +144,24 @@ def _checked_entrypoint(config: str, overrides: list[str], resume: bool) -> tupl
 
 @contextmanager
 def _job_server(address: str) -> Iterator:
-    """A JobSubmissionClient for `address`; Ray's errors become XsweepErrors saying what to do."""
-    client_class = _job_client_class()
+    """A JobSubmissionClient for `address`; Ray's errors become XsweepErrors saying what to do.
+
+    RAY_AUTH_MODE, which `_job_client_class` may set, is put back as it was afterwards: left set,
+    a local Ray started later in the same process (a sweep, a test session) would have a cluster
+    requiring the token and a driver that Ray had already configured without it."""
+    previous = os.environ.get("RAY_AUTH_MODE")
     try:
+        client_class = _job_client_class()
         yield client_class(address)
     except XsweepError:
         raise
     except Exception as exc:  # the SDK raises plain RuntimeError/ConnectionError; sort them by kind
         raise _job_server_error(exc, address) from None
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous
 
 
 def _job_client_class():
