@@ -45,7 +45,7 @@ def start_ray(address: str | None = None) -> None:
     try:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
                  configure_logging=True, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises a bare Exception when its node does not come up in time
         raise XsweepError(f"cannot start a local Ray: {first_line(exc)}", where="local Ray (no --address)",
                           fix="see Ray's logs under /tmp/ray/session_latest/logs; check free disk space "
                               "and shared memory (/dev/shm)") from None
