@@ -48,6 +48,7 @@ from xsweep.models.mlm_head import MlmHead, load_mlm_head
 from xsweep.models.prompts import build_prompt
 from xsweep.objectives.alignment import AlignmentLoss, MaskingSpec, alignment_loss
 from xsweep.train import rng
+from xsweep.train.distributed import barrier, broadcast, gather, rank_and_world
 from xsweep.train.align_data import ParallelSource, encode_pairs, load_documents, plan_epoch, shard_digest
 from xsweep.train.schedule import linear_warmup_decay
 
@@ -264,9 +265,9 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
     """
     started = time.perf_counter()
     cfg, out = spec.align, Path(spec.output_dir)
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    finished = _broadcast(finished_result(spec) if rank == 0 else None)
+    finished = broadcast(finished_result(spec) if rank == 0 else None)
     if finished is not None:
         return finished
 
@@ -285,7 +286,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
     torch.manual_seed(_derived_seed(cfg.seed, "dropout", rank))
 
     # Resume: rank 0 reads the checkpoint and hands it to every worker.
-    state = _broadcast(_read_state(spec, resume_from) if rank == 0 else None)
+    state = broadcast(_read_state(spec, resume_from) if rank == 0 else None)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
@@ -326,14 +327,14 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
         if world > 1:
             dist.all_reduce(sums)
         mlm_mean, contrastive_mean = (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
-        shards = _gather({"pairs": sum(len(s) for s in plan.shards), "digest": shard_digest(plan.shards)})
+        shards = gather({"pairs": sum(len(s) for s in plan.shards), "digest": shard_digest(plan.shards)})
         history.append({"epoch": epoch + 1, "mlm_loss": mlm_mean, "contrastive_loss": contrastive_mean,
                         "loss": mlm_mean + contrastive_mean, "lr": scheduler.get_last_lr()[0],
                         "steps": plan.steps, "global_batch": plan.global_batch,
                         "pairs_per_worker": [s["pairs"] for s in shards],
                         "shard_digests": [s["digest"] for s in shards],
                         "seconds": round(time.perf_counter() - epoch_started, 3)})
-        rng_states = _gather(rng.capture({"masking": masking}))
+        rng_states = gather(rng.capture({"masking": masking}))
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = _write_checkpoint(spec, {
@@ -347,7 +348,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
 
     # Output: the aligned prompt, then align.json (last: its presence means the run finished).
     module.eval()
-    digests = _gather(tensor_digest(module.state_dict()))  # what save_prompt writes: prompt (+ fresh head)
+    digests = gather(tensor_digest(module.state_dict()))  # what save_prompt writes: prompt (+ fresh head)
     if len(set(digests)) != 1:
         raise XsweepError(f"workers ended with different prompts ({digests}): DDP did not keep them in step",
                           where="alignment", fix="report this as a bug in xsweep")
@@ -371,7 +372,7 @@ def run_alignment(spec: AlignSpec, report: Report | None = None, *, resume_from:
                           "final_losses": {k: history[-1][k] for k in ("mlm_loss", "contrastive_loss")}},
                     mlm_head=module.trainable_head())
         write_json(out / RESULT_FILE, summary)
-    _barrier()
+    barrier()
     return AlignResult(output_dir=str(out), epochs=history, world_size=world, resumed_from_epoch=start_epoch,
                        seconds=summary["seconds"], prompt_digest=digests[0], summary=summary)
 
@@ -455,34 +456,3 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
         digest.update(state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
-
-# ---------------------------------------------------------------------------------------------
-# torch.distributed helpers (no-ops in a single process)
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _broadcast(obj: Any) -> Any:
-    if _rank_and_world()[1] == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(obj: Any) -> list[Any]:
-    world = _rank_and_world()[1]
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _barrier() -> None:
-    if _rank_and_world()[1] > 1:
-        dist.barrier()
