@@ -69,7 +69,11 @@ class TrialRecord:
     resumed_at: list[int] = field(default_factory=list)
     """Optimiser steps at which the trial resumed from its checkpoint after an interruption."""
     worker: str | None = None
-    """`host:pid` of the process that last ran the trial (which machine to look at)."""
+    """`host:pid` of the process that last ran the trial (which machine to look at); on a worker
+    group, rank 0's."""
+    workers: int = 1
+    """How the trial last ran: 1 in one process (a Tune actor), W on a Ray Train worker group of W
+    data-parallel workers (`resources.num_workers`)."""
     pruned_at_epoch: int | None = None
     """The pruning milestone at which the sweep stopped this trial's learning rate (status `pruned`)."""
     padding_ratio: float | None = None

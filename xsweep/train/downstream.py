@@ -35,6 +35,14 @@ Resumption is exact: a member continues from its checkpoint with the state it sa
 dropout on, the shared torch generator continues exactly when the members' checkpoints are of one
 step (as at a pruning milestone), otherwise as the last member's set-up leaves it.
 
+**One trial on a worker group** (`resources.num_workers` W > 1, sweep/workers.py): every worker runs
+this loop for the same trial under torch.distributed. Each draws the same global batches from the
+trial's seed, computes the loss of its own slice of each, and the workers sum their gradients
+(train/distributed.py), so every worker takes the step a single process takes on the whole batch
+and they stay identical; the loss values are summed too, so every worker logs the batch's mean
+loss and judges divergence alike. Dev evaluations run on every worker (same weights, same score,
+same patience decision); only rank 0's files and reports are the trial's. Fused runs are one process.
+
 Every evaluation writes the trial's `checkpoint.pt` (train/checkpoint.py); a trial started again
 (a killed worker retried by Ray, `xsweep run --resume`, a paused trial) continues from it and ends
 exactly where an uninterrupted trial would have.
@@ -58,6 +66,7 @@ from xsweep.models.precision import autocast
 from xsweep.record import TrialRecord
 from xsweep.train.batches import token_counts
 from xsweep.train.checkpoint import CHECKPOINT_FILE
+from xsweep.train.distributed import rank_and_world, shard, sum_gradients, sum_over_workers
 from xsweep.train.member import (Member, close, diverge, end_epoch, new_record, open_member, prepare, resume_point,
                                  seed_everything, take_time)
 from xsweep.train.spec import Reporter, TrialSpec
@@ -130,10 +139,14 @@ def _train(members: list[Member]) -> None:
         first = running[0]
         with autocast(first.precision, first.device):
             if len(running) == 1:
-                losses = [first.task.loss(first.model, batches[0])]
+                # On a worker group this worker's slice, weighted so the workers' sum is the batch's mean.
+                part, weight = shard(batches[0])
+                losses = [first.task.loss(first.model, part) * weight]
             else:
                 losses = first.task.shared_losses([m.model for m in running], batches)
-        values = torch.stack([loss.detach() for loss in losses]).tolist()  # one device sync per step
+        # One device sync per step; on a worker group also the one agreement on the loss (so every
+        # worker decides divergence alike).
+        values = sum_over_workers(torch.stack([loss.detach() for loss in losses])).tolist()
         live = []
         for member, loss, value in zip(running, losses, values):
             if math.isfinite(value):
@@ -146,6 +159,7 @@ def _train(members: list[Member]) -> None:
             # Each loss reaches only its own member's prompt and head; the scaler acts only under fp16.
             sum(member.scaler.scale(loss) for member, loss, _ in live).backward()
         for member, _, value in live:
+            sum_gradients(p for group in member.optimizer.param_groups for p in group["params"])  # W > 1: the batch's
             member.scaler.step(member.optimizer)
             member.scaler.update()
             member.scheduler.step()
@@ -171,6 +185,10 @@ def check_fusable(specs: Sequence[TrialSpec], cfgs: Sequence[ExperimentConfig]) 
         raise XsweepError(f"run_trials got the same trial twice: {sorted(ids)}", where="run_trials")
     if len(specs) == 1:
         return
+    if rank_and_world()[1] > 1:
+        raise XsweepError(f"run_trials got {len(specs)} trials on a worker group of {rank_and_world()[1]}: a worker "
+                          "group runs one trial", where="resources.num_workers",
+                          fix="set sweep.fuse: 1, or resources.num_workers: 1")
     first = specs[0]
     for spec, cfg in zip(specs, cfgs):
         if (spec.group_key, spec.backbone_path, spec.data_dir) != (first.group_key, first.backbone_path,

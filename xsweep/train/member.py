@@ -28,6 +28,7 @@ from xsweep.models.precision import allow_tf32, backbone_dtype, resolve_precisio
 from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, write_record
 from xsweep.train.checkpoint import CHECKPOINT_FILE, read_checkpoint, restore_checkpoint, write_checkpoint
+from xsweep.train.distributed import rank_and_world
 from xsweep.train.evaluate import evaluate_locales, trial_device
 from xsweep.train.schedule import linear_warmup_decay
 from xsweep.train.spec import Reporter, TrialSpec
@@ -46,7 +47,8 @@ def new_record(spec: TrialSpec, cfg: ExperimentConfig) -> TrialRecord:
     """The record of a trial about to start: who it is, what it trains, and where it runs."""
     return TrialRecord(trial_id=spec.trial_id, group_key=spec.group_key, group_name=spec.group_name,
                        lr=cfg.optim.lr, seed=cfg.seed, metric=METRICS[cfg.head.kind], config=spec.config,
-                       aligned_on=spec.aligned_on, worker=f"{socket.gethostname()}:{os.getpid()}")
+                       aligned_on=spec.aligned_on, worker=f"{socket.gethostname()}:{os.getpid()}",
+                       workers=rank_and_world()[1])
 
 
 @dataclass
