@@ -109,7 +109,7 @@ def test_no_import_cycles_between_modules():
 
 def test_the_checks_see_real_imports():
     """The parser finds imports in all their forms; otherwise the two tests above pass vacuously."""
-    imports = dict(_imports("xsweep.sweep.trial", MODULES["xsweep.sweep.trial"]))
+    imports = dict(_imports("xsweep.sweep.reporting", MODULES["xsweep.sweep.reporting"]))
     assert "xsweep.train.downstream" in imports  # imported inside a function
     assert "xsweep.paths" in dict(_imports("xsweep.models.builtin", MODULES["xsweep.models.builtin"]))  # from xsweep import paths
     assert _layer("xsweep.report.tables") > _layer("xsweep.sweep.runner") > _layer("xsweep.train.downstream")

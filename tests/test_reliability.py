@@ -216,6 +216,8 @@ REVIEWED_WRITES = {
     ("xsweep/models/builtin.py", "build_builtin_backbone", "save_pretrained"): "mkdtemp folder, then rename",
     ("xsweep/models/checkpoint.py", "_save_tensors", "save_file"): "inside atomic_path",
     ("xsweep/report/plots.py", "_save", "savefig"): "inside atomic_path",
+    ("xsweep/sweep/workers.py", "follower_spec", "copyfile"): "into a rank > 0 worker's own scratch folder, "
+                                                              "which nothing else reads",
     ("xsweep/train/align.py", "_write_checkpoint", "save"): "mkdtemp folder, then rename",
     ("xsweep/train/checkpoint.py", "write_checkpoint", "save"): "inside atomic_path",
 }

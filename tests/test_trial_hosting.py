@@ -15,7 +15,6 @@ import torch
 
 from xsweep.cli import main
 from xsweep.config import ResourcesConfig, load_config
-from xsweep.errors import XsweepError
 from xsweep.record import read_record, read_records
 from xsweep.sweep import hosting
 from xsweep.sweep.prepare import prepare_inputs
@@ -112,12 +111,19 @@ def test_a_fine_tuned_backbone_never_reaches_the_next_trial(tmp_path, monkeypatc
     assert not changed, f"the PT trial got fine-tuned weights: {changed[:5]}"
 
 
-def test_trial_resources_take_fractions_and_refuse_data_parallel_workers(tmp_path):
+def test_trial_resources_take_fractions_and_a_worker_group_trial_holds_only_its_driver(tmp_path):
     assert hosting.trial_resources(ResourcesConfig(cpus_per_trial=0.5)) == {"cpu": 0.5}
     assert hosting.trial_resources(ResourcesConfig(cpus_per_trial=2, gpus_per_trial=0.25)) == {"cpu": 2, "gpu": 0.25}
-    with pytest.raises(XsweepError) as caught:
-        load_config(experiment(tmp_path, "workers"), ["resources.num_workers=2"])
-    assert "resources.num_workers" in caught.value.where and "align.num_workers" in caught.value.fix
+    one = load_config(experiment(tmp_path, "one"), ["resources.cpus_per_trial=0.5"])
+    group = load_config(experiment(tmp_path, "group"), ["resources.num_workers=2"])
+    specs = {name: plan_trials(cfg, tmp_path / name, prepare_inputs(cfg, log=lambda _: None))
+             for name, cfg in (("one", one), ("group", group))}
+    # Tune's view of a trial: its actor's share, or for a worker group the driver's sliver.
+    assert hosting.trial_placement({"specs": [dataclasses.asdict(specs["one"][0])]}).bundles == [{"CPU": 0.5}]
+    assert hosting.trial_placement({"specs": [dataclasses.asdict(specs["group"][0])]}).bundles == [
+        {"CPU": hosting.DRIVER_CPUS}]
+    assert hosting.group_concurrency(specs["one"], {"CPU": 2}) is None  # actors: as many as fit
+    assert hosting.group_concurrency(specs["group"], {"CPU": 5}) == 2  # 2 workers x 1 CPU each
 
 
 @pytest.mark.ray

@@ -47,6 +47,7 @@ def check_experiment(cfg: ExperimentConfig, source: str, lines: dict[str, int], 
     cfg.resources.check(fail)
     cfg.sweep.check(fail, optim=cfg.optim)
     _check_fuse(cfg, fail)
+    _check_workers(cfg, fail)
     s = cfg.sweep
     if s.search == "optuna":  # before the grid: a grid value is checked on a config with these settings
         _check_optuna(cfg, fail)
@@ -120,6 +121,20 @@ def _check_fuse(cfg: ExperimentConfig, fail: Fail) -> None:
     if s.fuse > 1 and cfg.optim.precision == "fp16" and "optim.precision" not in s.grid:
         fail("sweep.fuse", "fused trials compute in fp32 or bf16, not fp16 (fused fp16 is untested)",
              "set optim.precision: bf16 (or fp32), or sweep.fuse: 1")
+
+
+def _check_workers(cfg: ExperimentConfig, fail: Fail) -> None:
+    """A worker group runs one trial with its global batch split among the workers."""
+    workers = cfg.resources.num_workers
+    if workers <= 1:
+        return
+    if cfg.sweep.fuse > 1:
+        fail("sweep.fuse", f"sweep.fuse {cfg.sweep.fuse} fuses trials in one process, but resources.num_workers "
+             f"{workers} runs each trial on a worker group", "set sweep.fuse: 1, or resources.num_workers: 1")
+    if cfg.optim.batch_size < workers:
+        fail("optim.batch_size", f"optim.batch_size {cfg.optim.batch_size} leaves a worker of the {workers} "
+             "(resources.num_workers) without a row of the batch",
+             f"use optim.batch_size >= {workers}, or fewer workers")
 
 
 def _check_grid_values(cfg: ExperimentConfig, fail: Fail, source: str) -> None:

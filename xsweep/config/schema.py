@@ -330,13 +330,12 @@ class ResourcesConfig:
     gpus_per_trial: float = 0.0
     """GPUs a trial's training worker asks Ray for; fractions share one GPU."""
     num_workers: int = 1
-    """Must be 1: a downstream trial is one process (alignment's workers: `align.num_workers`)."""
+    """Processes a downstream trial trains on: 1 runs it in a reused Tune actor; W > 1 on a Ray Train
+    worker group of W data-parallel workers, each holding `cpus_per_trial` and `gpus_per_trial`,
+    the global batch `optim.batch_size` split among them (docs/trials.md). Alignment's workers:
+    `align.num_workers`."""
 
     def check(self, fail: Fail) -> None:
-        if self.num_workers != 1:
-            fail("resources.num_workers", f"resources.num_workers is {self.num_workers}, but a downstream trial "
-                 "runs in one process", "leave it at 1; run more trials at once with sweep.max_concurrent_trials "
-                 "(data-parallel workers are for alignment: align.num_workers)")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0 or self.num_workers < 1:
             fail("resources", "resources need cpus_per_trial > 0, gpus_per_trial >= 0, num_workers >= 1",
                  "e.g. cpus_per_trial: 1, gpus_per_trial: 0, num_workers: 1")

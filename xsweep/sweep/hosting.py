@@ -14,7 +14,7 @@ random numbers, so the trial's results do not depend on which trial ran before i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -58,11 +58,46 @@ def backbone_loader(method: str) -> Callable[..., tuple]:
 
 def trial_resources(resources: ResourcesConfig) -> dict[str, float]:
     """What one trial's process asks Tune for; fractions pack several trials on a CPU or GPU.
-
-    A downstream trial is one process (config validation refuses `resources.num_workers` other
-    than 1: alignment pretraining, which has data parallelism, sets its own `align.num_workers`).
-    """
+    On a worker group (`resources.num_workers` > 1) these are each worker's."""
     wanted = {"cpu": resources.cpus_per_trial}
     if resources.gpus_per_trial > 0:
         wanted["gpu"] = resources.gpus_per_trial
     return wanted
+
+
+DRIVER_CPUS = 0.01
+"""What the Tune trial of a worker-group trial holds: its driver only waits on the TorchTrainer,
+whose workers ask Ray for the trial's resources themselves."""
+
+
+def workers_of(spec: Any) -> int:
+    """`resources.num_workers` of a trial (a `TrialSpec`, or one as a dict)."""
+    config = spec["config"] if isinstance(spec, dict) else spec.config
+    return int(config.get("resources", {}).get("num_workers", 1))
+
+
+def trial_placement(config: dict[str, Any]):
+    """`tune.with_resources`' callable: the Tune trial's own resources, from its first spec's
+    config (a grid may vary `resources`): the trial's, for a trial in an actor; almost nothing for
+    the driver of a worker group."""
+    from ray.tune import PlacementGroupFactory
+
+    spec = config["specs"][0]
+    if workers_of(spec) > 1:
+        return PlacementGroupFactory([{"CPU": DRIVER_CPUS}])
+    wanted = trial_resources(ResourcesConfig(**spec["config"]["resources"]))
+    return PlacementGroupFactory([{key.upper(): value for key, value in wanted.items()}])
+
+
+def group_concurrency(specs: list[Any], cluster: dict[str, float]) -> int | None:
+    """How many worker-group trials fit on `cluster` (Ray's resources) at once, or None when every
+    trial runs in an actor (Tune then starts as many as fit). A driver holds almost nothing, so
+    without this limit Tune would start a driver process per trial, each waiting for workers."""
+    grouped = [s.config["resources"] for s in specs if workers_of(s) > 1]
+    if not grouped:
+        return None
+    fits = []
+    for res in grouped:
+        need = {"CPU": res["cpus_per_trial"] * res["num_workers"], "GPU": res["gpus_per_trial"] * res["num_workers"]}
+        fits.append(min(int(cluster.get(key, 0) // amount) for key, amount in need.items() if amount > 0))
+    return max(1, min(fits))

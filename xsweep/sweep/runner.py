@@ -1,8 +1,9 @@
 """Run an experiment's sweep on Ray: prepare data and backbone, run the grid, write the report.
 
 Two layers: the trial loop (`train.downstream`), run by a Tune function trainable in the trial's
-own actor (`sweep.trial`; docs/trials.md says why not a Ray Train worker group per trial), and a
-`Tuner` over the trials that reuses each actor for the next trial. This module and `sweep/` are
+own actor (`sweep.trial`; docs/trials.md says why not a Ray Train worker group per trial), or, for
+a trial of `resources.num_workers` > 1, on a Ray Train worker group that trainable drives
+(`sweep.workers`), and a `Tuner` over the trials that reuses each actor for the next trial. This module and `sweep/` are
 the only places that import Ray Tune.
 """
 
@@ -152,7 +153,8 @@ def _run_within_budget(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSp
 
     from xsweep.sweep.spent import device_hours
 
-    fits = int(ray.cluster_resources().get("CPU", 1) // cfg.resources.cpus_per_trial) or 1
+    per_trial = cfg.resources.cpus_per_trial * cfg.resources.num_workers
+    fits = int(ray.cluster_resources().get("CPU", 1) // per_trial) or 1
     batch = min(cfg.sweep.max_concurrent_trials or fits, fits)
     failed: list[str] = []
     for start in range(0, len(pending), batch):
@@ -295,10 +297,11 @@ def _completed(trial_dir: Path) -> bool:
 
 
 def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *, log: Log) -> list[str]:
+    import ray
     from ray import tune
 
     from xsweep.sweep.fusion import fused_chunks, run_name
-    from xsweep.sweep.hosting import trial_resources
+    from xsweep.sweep.hosting import group_concurrency, trial_placement
     from xsweep.sweep.progress import ProgressPrinter
     from xsweep.sweep.trial import TRIAL_MAX_FAILURES, StopOnFullDisk, run_trial
 
@@ -307,11 +310,14 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     runs = [[asdict(s) for s in chunk] for chunk in fused_chunks(specs, cfg.sweep.fuse)]
     full_disk = StopOnFullDisk()
+    # A worker group's driver holds almost nothing: the limit keeps waiting drivers from piling up.
+    concurrent = cfg.sweep.max_concurrent_trials or group_concurrency(specs, ray.cluster_resources())
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, trial_resources(cfg.resources)),
+        # One trainable: a trial in its actor, or the driver of its worker group (resources.num_workers).
+        tune.with_resources(run_trial, trial_placement),
         param_space={"specs": tune.grid_search(runs), "resources": asdict(cfg.resources)},
         # Reused actors keep their loaded backbone: trial 2..N of an actor skip process start and loading.
-        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True,
                                     trial_name_creator=lambda t: run_name(t.config["specs"]),
                                     trial_dirname_creator=lambda t: run_name(t.config["specs"])),
         run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,

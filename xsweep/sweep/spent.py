@@ -2,7 +2,7 @@
 
 A trial's device-seconds are its wall-clock seconds (training in its process, plus the evaluation
 stage's testing of its checkpoint) times the share of a device it held: `gpus_per_trial` of a GPU
-when it had one, else `cpus_per_trial` CPUs. An alignment stage counts its seconds times its
+when it had one, else `cpus_per_trial` CPUs, times `resources.num_workers` on a worker group. An alignment stage counts its seconds times its
 workers (worker-seconds: align.json does not record the device). The budget cap of a sweep (`sweep.budget_device_hours`) counts the same figure.
 """
 
@@ -29,10 +29,11 @@ class Spent:
 def trial_spent(record: TrialRecord) -> Spent:
     resources = record.config.get("resources", {})
     seconds = record.train_seconds + record.eval_seconds
-    gpus = float(resources.get("gpus_per_trial", 0) or 0)
+    workers = int(resources.get("num_workers", 1) or 1)  # a worker group: each worker held the trial's share
+    gpus = float(resources.get("gpus_per_trial", 0) or 0) * workers
     if gpus > 0:
         return Spent(seconds, seconds * gpus, "GPU")
-    return Spent(seconds, seconds * float(resources.get("cpus_per_trial", 1) or 1), "CPU")
+    return Spent(seconds, seconds * float(resources.get("cpus_per_trial", 1) or 1) * workers, "CPU")
 
 
 def stage_spent(stage_dir: Path) -> Spent | None:

@@ -9,6 +9,8 @@ docs/trials.md. Ray Train stays in use where there is data parallelism: alignmen
 
 With `sweep.fuse` > 1 a Tune trial runs several trials of one group as one fused run
 (train/downstream.py, sweep/fusion.py) and reports each member's results tagged with its trial id.
+With `resources.num_workers` > 1 the Tune trial is instead a small driver of the trial's Ray Train
+worker group (sweep/workers.py): one trainable, branching on the trial's resources.
 
 Failures: a trial whose process dies (killed, out of memory, node lost) is started again by Tune
 in a new actor, up to `TRIAL_MAX_FAILURES` times, and the loop continues from the trial's own
@@ -26,56 +28,38 @@ from typing import Any
 import torch
 from ray.tune import Stopper
 
-TRIAL_MAX_FAILURES = 2
-"""Times Tune starts a trial again after its process died (each resumes from the checkpoint)."""
+from xsweep.sweep.reporting import DISK_FULL_KEY, TRIAL_MAX_FAILURES, run_reported
 
-DISK_FULL_KEY = "disk_full"
-"""Reported by a trial that could not write a file for want of space: that file's path."""
+__all__ = ["DISK_FULL_KEY", "TRIAL_MAX_FAILURES", "StopOnFullDisk", "finished", "run_trial"]
 
 
 def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable: run one downstream trial here, or the members of a fused run (sweep.fuse),
-    and report each dev evaluation to Tune, tagged with the trial it belongs to (`MEMBER_KEY`).
+    or, for a trial of `resources.num_workers` > 1, drive its Ray Train worker group
+    (sweep/workers.py); report each dev evaluation to Tune, tagged with the trial it belongs to
+    (`MEMBER_KEY`).
 
     `config`: {"specs": [`TrialSpec` as a dict, ...], "resources": a `ResourcesConfig` as a dict}.
     """
     from ray import tune  # Train V2 refuses `ray.train.report` outside a Ray Train worker
 
-    from xsweep.errors import DISK_FULL_ERRNOS, XsweepError, disk_full_error, real_name
-    from xsweep.sweep.fusion import MEMBER_KEY
-    from xsweep.sweep.hosting import backbone_loader
-    from xsweep.train.downstream import run_trials
+    from xsweep.sweep.hosting import backbone_loader, workers_of
     from xsweep.train.spec import TrialSpec
-    from xsweep.trial_log import TrialWriter
 
     specs = [TrialSpec(**spec) for spec in config["specs"]]
-    # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
-    torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
-
-    def writer_of(spec: TrialSpec) -> TrialWriter:
-        return TrialWriter(Path(spec.tensorboard_dir))
-
-    def reporter(trial_id: str):
-        return lambda metrics: tune.report({**metrics, MEMBER_KEY: trial_id})
-
     # Started again after its process died, a run redoes only its unfinished trials, each from its
     # own checkpoint (a finished trial keeps none: run again, it would start from its beginning).
     todo = [spec for spec in specs if not finished(spec)]
-    try:
-        if todo:
-            run_trials(todo, [reporter(spec.trial_id) for spec in todo], writers=[writer_of(spec) for spec in todo],
-                       load_backbone=backbone_loader(todo[0].config["method"]))
-    except XsweepError as exc:
-        # Recorded as failed in record.json by the loop; the driver lists it from there.
-        for spec in todo:
-            tune.report({"status": "failed", "error": exc.message, MEMBER_KEY: spec.trial_id})
-    except OSError as exc:
-        if exc.errno not in DISK_FULL_ERRNOS:
-            raise  # Tune starts the trial again
-        path = real_name(exc.filename) or todo[0].trial_dir
-        error = disk_full_error(path, exc.strerror).message
-        for spec in todo:
-            tune.report({"status": "failed", "error": error, DISK_FULL_KEY: path, MEMBER_KEY: spec.trial_id})
+    if not todo:
+        return
+    if workers_of(todo[0]) > 1:  # one trial (fusing is refused): the workers run the loop, here a driver
+        from xsweep.sweep.workers import run_on_workers
+
+        run_on_workers(todo[0])
+        return
+    # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
+    torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
+    run_reported(todo, tune.report, load_backbone=backbone_loader(todo[0].config["method"]))
 
 
 def finished(spec: Any) -> bool:
