@@ -2,7 +2,7 @@
 baseline) vs the loop in the trial's own reused Tune actor (xsweep's `sweep.trial.run_trial`).
 
     .venv/bin/python -m bench.bench_trial_overhead [--trials 8] [--backbone builtin:tiny]
-                                                   [--out results.json]
+                                                   [--group] [--out results.json]
 
 Overhead of a trial: from the moment Tune may launch it to its first training step. Trials run one
 at a time, so that moment is when `fit()` began (the first trial) or when the previous trial
@@ -16,7 +16,10 @@ Data and backbone are on disk before any timing (`prepare_inputs`), as in a swee
     worker runs the loop (xsweep's hosting until this benchmark; kept here to measure against).
 (b) xsweep: `tune.with_resources(run_trial, ...)` with `reuse_actors=True`; the actor keeps the
     frozen backbone, so trials 2..N of an actor also skip loading it.
-Both run in one Ray session, with the same trials (N learning rates, one seed, 1 epoch).
+(c) with `--group`: xsweep's own worker-group path (`sweep.workers`), the same trials at
+    `resources.num_workers` 2 and half a CPU a worker: each Tune trial is a driver that builds a
+    two-worker `TorchTrainer`; the probe sits in rank 0's worker.
+All run in one Ray session, with the same trials (N learning rates, one seed, 1 epoch).
 """
 
 from __future__ import annotations
@@ -111,6 +114,28 @@ def baseline_trial(config: dict[str, Any]) -> None:
     ).fit()
 
 
+def group_worker(loop_config: dict[str, Any], probe_dir: str) -> None:
+    """(c), a rank of the worker group: xsweep's worker, rank 0 with the probe."""
+    import ray.train
+
+    from xsweep.sweep.workers import trial_worker
+
+    if ray.train.get_context().get_world_rank() != 0:
+        return trial_worker(loop_config)
+    with first_step_probe(loop_config["spec"]["trial_id"], probe_dir):
+        trial_worker(loop_config)
+
+
+def group_trial(config: dict[str, Any]) -> None:
+    """(c), the Tune trainable: xsweep's driver of the trial's worker group (`sweep.workers`)."""
+    from functools import partial
+
+    from xsweep.sweep.workers import run_on_workers
+    from xsweep.train.spec import TrialSpec
+
+    run_on_workers(TrialSpec(**config["spec"]), worker=partial(group_worker, probe_dir=config["probe_dir"]))
+
+
 def run_trials(hosting: str, specs: list, resources: dict, folder: Path) -> dict:
     """Run `specs` one at a time under `hosting`; return overheads (s) in trial order and the wall time."""
     from ray import tune
@@ -128,6 +153,10 @@ def run_trials(hosting: str, specs: list, resources: dict, folder: Path) -> dict
         from xsweep.config import ResourcesConfig
 
         trainable = tune.with_resources(xsweep_trial, trial_resources(ResourcesConfig(**resources)))
+    elif hosting == "group":
+        from xsweep.sweep.hosting import DRIVER_CPUS
+
+        trainable = tune.with_resources(group_trial, {"cpu": DRIVER_CPUS})
     else:  # the driver only waits on its trainer; the trainer's worker holds the real resources
         trainable = tune.with_resources(baseline_trial, {"cpu": 0.01})
     tuner = tune.Tuner(
@@ -172,16 +201,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--backbone", default="builtin:tiny", help="backbone.name of the trials")
     parser.add_argument("--xsweep-first", action="store_true",
                         help="run xsweep's hosting before the baseline (to see what going first costs)")
+    parser.add_argument("--group", action="store_true",
+                        help="also run the trials on 2-worker groups, as xsweep runs resources.num_workers 2")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     args = parser.parse_args(argv)
 
-    from xsweep.config import load_config
+    from xsweep.config import load_config, with_overrides
     from xsweep.sweep.prepare import prepare_inputs
     from xsweep.sweep.ray_session import start_ray
     from xsweep.sweep.runner import plan_trials
 
     lrs = ", ".join(f"{0.01 * (i + 1):.2f}" for i in range(args.trials))
-    result: dict[str, Any] = {"trials": args.trials, "backbone": args.backbone, "xsweep_first": args.xsweep_first}
+    result: dict[str, Any] = {"trials": args.trials, "backbone": args.backbone, "xsweep_first": args.xsweep_first,
+                              "group": args.group}
     with tempfile.TemporaryDirectory(prefix="xsweep-bench-trials-") as tmp:
         root = Path(tmp)
         config = root / "bench.yaml"
@@ -189,8 +221,12 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_config(config)
         inputs = prepare_inputs(cfg, log=lambda line: print(line, file=sys.stderr))
         start_ray()
-        for hosting in ("xsweep", "baseline") if args.xsweep_first else ("baseline", "xsweep"):
-            specs = plan_trials(cfg, root / hosting / "run", inputs)
+        hostings = ("xsweep", "baseline") if args.xsweep_first else ("baseline", "xsweep")
+        for hosting in hostings + ("group",) * args.group:
+            # (c): the same trials as xsweep runs them at resources.num_workers 2 (half a CPU a worker)
+            trial_cfg = with_overrides(cfg, {"resources.num_workers": 2, "resources.cpus_per_trial": 0.5}) \
+                if hosting == "group" else cfg
+            specs = plan_trials(trial_cfg, root / hosting / "run", inputs)
             result[hosting] = summary(run_trials(hosting, specs, asdict(cfg.resources), root / hosting))
             print(f"{hosting:8} first {result[hosting]['first_s']:6.2f} s, "
                   f"later mean {result[hosting]['later_mean_s']:6.2f} s, "
@@ -217,6 +253,8 @@ def section(result: dict, command: str = COMMAND) -> str:
     first = "xsweep's hosting" if result.get("xsweep_first") else "the baseline"
     if result.get("xsweep_first"):
         command += " --xsweep-first"
+    if result.get("group"):
+        command += f" --group --trials {n}"
 
     def row(name: str, r: dict) -> str:
         return f"| {name} | {r['first_s']:.2f} | {r['later_mean_s']:.2f} | {r['amortised_s']:.2f} | {r['wall_s']:.1f} |"
@@ -232,10 +270,16 @@ def section(result: dict, command: str = COMMAND) -> str:
         "|---|---|---|---|---|",
         row("baseline: a Ray Train worker group per trial", base),
         row("xsweep: the trial's own Tune actor, reused, backbone kept", new),
+        *([row("xsweep, resources.num_workers 2: a worker group per trial (0.5 CPU a worker)", result["group"])]
+          if result.get("group") else []),
         "",
         f"Ratio: {result['amortised_ratio']:.1f}x less overhead per trial amortised over {n} trials; "
         f"{result['wall_ratio']:.2f}x less wall time for the {n} trials. Measured while other jobs "
         "shared the two cores; compare the ratio, not the seconds.",
+        *(["", f"A trial on a 2-worker group (`resources.num_workers: 2`) pays "
+               f"{result['group']['amortised_s'] / new['amortised_s']:.1f}x the amortised overhead of a trial in a "
+               f"reused actor, every trial again: a driver, Train V2's controller, two worker processes, the "
+               "process group and the backbone."] if result.get("group") else []),
         "",
     ])
 
