@@ -9,6 +9,10 @@ reading it from disk. FT trains the backbone's weights, so FT trials always load
 The trial passes `backbone_loader(method)` to the downstream loop as its `load_backbone`. A trial that
 finds its encoder here gets bit-identical weights to one loaded from disk: loading draws no
 random numbers, so the trial's results do not depend on which trial ran before it.
+
+It also says what a trial asks Tune for (`trial_placement`): its actor's share of a CPU or GPU,
+or, for a trial on a worker group (`resources.num_workers` > 1, sweep/workers.py), almost nothing
+for its driver, whose workers ask for the trial's resources themselves.
 """
 
 from __future__ import annotations
