@@ -15,7 +15,8 @@ from datetime import date
 from pathlib import Path
 
 from bench import bench_data_load, bench_fused, bench_trial_overhead
-from bench import bench_eval_order, bench_nli_eval, bench_peft, bench_precision, bench_step, bench_sweep
+from bench import (bench_eval_order, bench_nli_eval, bench_peft, bench_precision, bench_precision_eval, bench_step,
+                   bench_sweep)
 from xsweep.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -59,6 +60,8 @@ def main() -> None:
     for bench in (bench_nli_eval, bench_eval_order, bench_peft):  # each under a few minutes on 2 cores
         update_section(bench.TITLE, bench.section(bench.main([]), ".venv/bin/python -m bench.run"))
     update_section(bench_precision.TITLE, bench_precision.section(bench_precision.main([]), ".venv/bin/python -m bench.run"))
+    update_section(bench_precision_eval.TITLE,
+                   bench_precision_eval.section(bench_precision_eval.main([]), ".venv/bin/python -m bench.run"))
     print(f"wrote {RESULTS}")
 
 
