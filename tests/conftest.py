@@ -73,6 +73,20 @@ def e5_small(shared_data) -> str:
 
 
 @pytest.fixture(scope="session")
+def massive13(shared_data) -> Path:
+    """runs/data/massive13, which the e5 experiments read: assembled as their header says, by
+    scripts/massive13.sh (links into ../shared/data; idempotent)."""
+    import subprocess
+
+    folder = REPO_ROOT / "runs" / "data" / "massive13"
+    done = subprocess.run([str(REPO_ROOT / "scripts" / "massive13.sh"), str(folder)], capture_output=True, text=True,
+                          env={**os.environ, "XSWEEP_SHARED_DATA": str(shared_data)}, timeout=60)
+    if done.returncode != 0:
+        pytest.fail(f"scripts/massive13.sh failed:\n{done.stderr}")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
 

@@ -12,7 +12,7 @@ from xsweep.cli import EXPERIMENTS_DIR, main
 from xsweep.config import grid_points, load_config, parse_override, to_dict, with_overrides
 from xsweep.errors import XsweepError
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("massive13")]  # the e5 experiments' data
 
 SHIPPED = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
 
@@ -142,3 +142,16 @@ def test_run_with_bad_config_writes_nothing(tmp_path):
 def test_ls_lists_shipped_experiments(capsys):
     assert main(["ls"]) == 0
     assert "quickstart.yaml" in capsys.readouterr().out
+
+
+def test_ls_lists_an_experiment_whose_data_is_not_there_yet_and_says_why(tmp_path, monkeypatch, capsys):
+    import xsweep.cli as cli
+
+    (tmp_path / "needs_data.yaml").write_text("name: needs_data\ndata: {path: ../runs/data/massive13}\n")
+    (tmp_path / "fine.yaml").write_text("name: fine\ndescription: a fine one\n")
+    monkeypatch.setattr(cli, "EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "fine.yaml\ta fine one"
+    assert out[1].startswith("needs_data.yaml\t(cannot load yet: data folder") and "does not exist" in out[1], out

@@ -84,7 +84,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from xsweep.config import load_config
 
     for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
-        cfg = load_config(path)
+        try:
+            cfg = load_config(path)
+        except XsweepError as exc:  # e.g. data not assembled yet: the listing goes on, saying so
+            print(f"{path.relative_to(REPO_ROOT)}\t(cannot load yet: {exc.what}; {exc.fix})")
+            continue
         print(f"{path.relative_to(REPO_ROOT)}\t{cfg.description or cfg.name}")
     return 0
 
