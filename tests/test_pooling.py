@@ -120,3 +120,19 @@ def test_an_alignment_run_read_another_way_is_another_run():
     mean = AlignSpec(**base, backbone={"pooling": "mean"})
     prefixed = AlignSpec(**base, backbone={"text_prefix": "query: "})
     assert len({default.digest(), mean.digest(), prefixed.digest()}) == 3
+
+
+def test_a_seed_draws_the_prompt_before_the_head():
+    """What a seed means: the prompt's initial values are drawn first, then the head's (the order
+    every run so far was made with; building the head first changed the quickstart's table)."""
+    from xsweep.models.backbone import backbone_info
+    from xsweep.models.prompts import build_prompt
+
+    encoder = tiny_encoder("xlm-roberta", "eager")
+    torch.manual_seed(0)
+    model = build_intent_model(encoder, method="pt", prompt_kind="layer", prompt_length=5, num_labels=7,
+                               pooling="mean")
+    torch.manual_seed(0)
+    prompt = build_prompt("layer", backbone_info(encoder), 5, encoder)
+    for (name, want), got in zip(prompt.state_dict().items(), model.prompt.state_dict().values()):
+        assert torch.equal(got, want), name

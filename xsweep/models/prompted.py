@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -115,13 +115,16 @@ def check_method_prompt(method: str, prompt_kind: str) -> None:
                           fix="use prompt.kind layer or input with method apt")
 
 
-def _build(model_cls, head: nn.Module, encoder: PreTrainedModel, method: str, prompt_kind: str,
-           prompt_length: int, prompt_dropout: float, backbone_dropout: bool, shift_positions: bool,
-           reparam_hidden: int | None):
+def _build(model_cls, make_head: Callable[[int], nn.Module], encoder: PreTrainedModel, method: str,
+           prompt_kind: str, prompt_length: int, prompt_dropout: float, backbone_dropout: bool,
+           shift_positions: bool, reparam_hidden: int | None):
+    """The prompt first, then the head (`make_head(hidden)`): both draw their initial values from
+    torch's generator, so this order is part of what a seed means."""
     check_method_prompt(method, prompt_kind)
-    prompt = build_prompt(prompt_kind, backbone_info(encoder), prompt_length, encoder, dropout=prompt_dropout,
+    info = backbone_info(encoder)
+    prompt = build_prompt(prompt_kind, info, prompt_length, encoder, dropout=prompt_dropout,
                           reparam_hidden=reparam_hidden, shift_positions=shift_positions)
-    return model_cls(encoder, prompt, head, method=method, backbone_dropout=backbone_dropout)
+    return model_cls(encoder, prompt, make_head(info.hidden), method=method, backbone_dropout=backbone_dropout)
 
 
 def build_intent_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str, prompt_length: int,
@@ -129,7 +132,7 @@ def build_intent_model(encoder: PreTrainedModel, *, method: str, prompt_kind: st
                        backbone_dropout: bool = True, shift_positions: bool = True,
                        reparam_hidden: int | None = None, pooling: str = "cls") -> IntentModel:
     """Compose `encoder` (frozen for pt/apt) with a fresh prompt and a fresh vanilla head."""
-    head = ClassificationHead(backbone_info(encoder).hidden, num_labels, head_dropout, pooling)
+    head = lambda hidden: ClassificationHead(hidden, num_labels, head_dropout, pooling)  # noqa: E731
     return _build(IntentModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
                   shift_positions, reparam_hidden)
 
@@ -139,7 +142,7 @@ def build_nli_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str, 
                     shift_positions: bool = True, reparam_hidden: int | None = None,
                     pooling: str = "cls") -> NliModel:
     """Compose `encoder` with a fresh prompt and a fresh two-way entailment head."""
-    head = ClassificationHead(backbone_info(encoder).hidden, 2, head_dropout, pooling)
+    head = lambda hidden: ClassificationHead(hidden, 2, head_dropout, pooling)  # noqa: E731
     return _build(NliModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
                   shift_positions, reparam_hidden)
 
@@ -150,7 +153,7 @@ def build_slot_model(encoder: PreTrainedModel, *, method: str, prompt_kind: str,
                      reparam_hidden: int | None = None, pooling: str = "cls") -> SlotModel:
     """Compose `encoder` with a fresh prompt and a fresh token tagger over `num_labels` word labels
     (`pooling` is accepted with every builder's options and unused: a tagger reads every token)."""
-    head = TokenTagger(backbone_info(encoder).hidden, num_labels, head_dropout)
+    head = lambda hidden: TokenTagger(hidden, num_labels, head_dropout)  # noqa: E731
     return _build(SlotModel, head, encoder, method, prompt_kind, prompt_length, prompt_dropout, backbone_dropout,
                   shift_positions, reparam_hidden)
 
