@@ -27,12 +27,11 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from bench.bench_precision import BACKBONE, instrumented, massive_folder
+from bench.bench_precision import BACKBONE, instrumented, massive_folder, timed
 
 TITLE = "Evaluation, NLI scoring and FT on multilingual-e5-small: bf16 vs fp32"
 COMMAND = ".venv/bin/python -m bench.bench_precision_eval"
@@ -64,26 +63,6 @@ def plan(config: dict, root: Path):
     cfg = from_dict(config, source=config["name"])
     spec, = plan_trials(cfg, root / config["name"], prepare_inputs(cfg, log=lambda _: None))
     return spec
-
-
-@contextmanager
-def timed(method_owner, name: str):
-    """Seconds spent inside `method_owner.name` while the block runs."""
-    clock = {"s": 0.0}
-    original = getattr(method_owner, name)
-
-    def wrapper(self, *a, **k):
-        start = time.perf_counter()
-        try:
-            return original(self, *a, **k)
-        finally:
-            clock["s"] += time.perf_counter() - start
-
-    setattr(method_owner, name, wrapper)
-    try:
-        yield clock
-    finally:
-        setattr(method_owner, name, original)
 
 
 def evaluation(head: str, args, root: Path) -> dict:
@@ -132,7 +111,7 @@ def fine_tuning(args, root: Path) -> dict:
             end = time.perf_counter()
         if record.status != "completed" or record.precision != precision:
             raise RuntimeError(f"FT {precision} ended {record.status}: {record.error}")
-        train_s = end - clock["first_batch"] - clock["eval_s"]
+        train_s = end - clock["first_batch"] - clock["evaluate"]["s"]
         out[precision] = {"examples": clock["rows"], "train_s": round(train_s, 2),
                           "examples_per_s": round(clock["rows"] / train_s, 2)}
         print(f"FT {precision}: {clock['rows']} rows in {train_s:.1f} s", flush=True)
