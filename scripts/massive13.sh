@@ -15,8 +15,11 @@ if [ ! -f "$english" ] || ! ls "$shared"/massive/utt-only/*.jsonl.gz >/dev/null 
   exit 2
 fi
 mkdir -p "$out"
-ln -sfn "$english" "$out/en-US.jsonl"
+link() {  # a link already right is left alone, so a run beside a reader of the folder changes nothing
+  [ "$(readlink "$2" 2>/dev/null)" = "$1" ] || ln -sfn "$1" "$2"
+}
+link "$english" "$out/en-US.jsonl"
 for file in "$shared"/massive/utt-only/*.jsonl.gz; do
-  ln -sfn "$file" "$out/$(basename "$file")"
+  link "$file" "$out/$(basename "$file")"
 done
 echo "$out"

@@ -5,7 +5,8 @@ by ../shared/tools/multilingual_e5.py, the `e5_small` fixture) is prompt-tuned t
 loop (`plan_trials` -> `run_downstream`, the trial testing itself: `sweep.evaluate: all`) on 15
 shots of real MASSIVE en-US, with the settings experiments/e5_pilot.yaml chose for this model
 (docs/pilots/e5_reading.md), then tested on stratified subsets of en-US and of the 12 locales of
-../shared/data/massive/utt-only (assembled by scripts/massive13.sh, as a user would).
+../shared/data/massive/utt-only (assembled by scripts/massive13.sh, as a user would: the
+`massive13` fixture).
 
 The bars are at most 80% of what the same recipe measured here (PILOT below), and far above
 chance (1/60 = 1.7%).
@@ -14,7 +15,6 @@ chance (1/60 = 1.7%).
 from __future__ import annotations
 
 import statistics
-import subprocess
 
 import pytest
 
@@ -43,10 +43,8 @@ def recipe(data: str, e5: str) -> dict:
 
 
 @pytest.mark.timeout(600)
-def test_pt_on_multilingual_e5_learns_in_english_and_transfers(tmp_path, repo_root, e5_small, one_thread):
-    folder = subprocess.run([str(repo_root / "scripts" / "massive13.sh"), str(tmp_path / "massive13")],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    cfg = from_dict(recipe(folder, e5_small), source="test_learning_e5")
+def test_pt_on_multilingual_e5_learns_in_english_and_transfers(tmp_path, massive13, e5_small, one_thread):
+    cfg = from_dict(recipe(str(massive13), e5_small), source="test_learning_e5")
     cfg.storage.root = str(tmp_path / "runs")
     spec, = plan_trials(cfg, tmp_path / "runs" / "learning_e5", prepare_inputs(cfg, log=lambda _: None))
     record = run_downstream(spec)
