@@ -214,19 +214,19 @@ def claims(groups: dict) -> list[dict]:
                 "measure": "NLI minus vanilla, mean test accuracy over the locales other than English (points)",
                 "paper": "Table 5 vs 4, 5 shots, AVG: PT 38.1 vs 24.9, APT 59.8 vs 55.2",
                 "rows": [(f"{name.replace('NLI head, ', '')}", paired(a, b, TRANSFER)) for name, a, b in comparisons
-                         if a and b], "sign": 1})
+                         if a and b]})
     settings = [("vanilla", 5), ("vanilla", 15), ("nli", 5)]
     out.append({"claim": "(b) APT beats PT in few-shot cross-lingual transfer",
                 "measure": "APT minus PT, mean test accuracy over the locales other than English (points)",
                 "paper": "Tables 4-5, AVG: vanilla 5 shots 55.2 vs 24.9, 15 shots 66.5 vs 58.2; NLI 5 shots 59.8 vs 38.1",
                 "rows": [(f"{c}, {s} shots", paired(get(c, "apt", s), get(c, "pt", s), TRANSFER))
-                         for c, s in settings if get(c, "apt", s) and get(c, "pt", s)], "sign": 1})
+                         for c, s in settings if get(c, "apt", s) and get(c, "pt", s)]})
     out.append({"claim": "(c) APT narrows the spread across languages",
                 "measure": "PT minus APT, std over all locales of a seed's accuracies (points; positive: APT narrower)",
                 "paper": "Section 7.1: \"the variances in task performance across all languages with aligned prompts "
                          "are significantly smaller\"",
                 "rows": [(f"{c}, {s} shots", paired(get(c, "pt", s), get(c, "apt", s), SPREAD))
-                         for c, s in settings if get(c, "apt", s) and get(c, "pt", s)], "sign": 1})
+                         for c, s in settings if get(c, "apt", s) and get(c, "pt", s)]})
     gains = []
     if all(get("vanilla", m, s) for m in ("pt", "apt") for s in (5, 15)):
         gain5 = paired(get("vanilla", "apt", 5), get("vanilla", "pt", 5), TRANSFER)
@@ -235,7 +235,7 @@ def claims(groups: dict) -> list[dict]:
     out.append({"claim": "(d) the gains shrink as shots grow",
                 "measure": "APT's gain over PT at 5 shots minus its gain at 15 shots (points; positive: it shrinks)",
                 "paper": "Takeaway: vanilla +30.3 at 5 shots, +8.3 at 15; NLI +21.7 at 5, +7.2 at 15 (Tables 4-5)",
-                "rows": gains, "sign": 1})
+                "rows": gains})
     return out
 
 
@@ -373,10 +373,11 @@ def main(argv: list[str]) -> None:
     if not (COPY / "trials").is_dir():
         raise SystemExit(f"no records under {COPY}: run the experiment, then pass its run directory\n\n{__doc__}")
     records = read_records(COPY)
-    page, headline = render(COPY, load_groups(records), records, report_tables(COPY))
+    groups = load_groups(records)
+    page, headline = render(COPY, groups, records, report_tables(COPY))
     PAGE.write_text(page, encoding="utf-8")
     timing = json.loads((COPY / "timing.json").read_text(encoding="utf-8"))
-    write_readme(readme_block(headline, load_groups(records), timing))
+    write_readme(readme_block(headline, groups, timing))
     print(f"wrote {PAGE.relative_to(ROOT)} and README.md's findings lines from {COPY.relative_to(ROOT)}")
 
 
