@@ -158,6 +158,16 @@ def test_what_a_bucket_run_cannot_hold_yet_is_refused_before_anything_runs(endpo
     assert keys_of(s3_client(endpoint), "runs/refused/") == []
 
 
+@pytest.mark.timeout(120)
+def test_tensorboard_on_a_bucket_without_logs_or_on_gs_says_what_to_do(endpoint, capsys):
+    assert main(["tensorboard", join(root_of(endpoint), "no-such-run")]) == 2
+    err = capsys.readouterr().err
+    assert "no TensorBoard logs in 's3://xsweep-runs/runs/no-such-run/tensorboard'" in err and "fix: " in err
+    assert main(["tensorboard", "gs://some-bucket/runs/quickstart"]) == 2
+    err = capsys.readouterr().err
+    assert "not gs://" in err and "fix: copy the run's tensorboard/ folder here" in err
+
+
 # --- a sweep into the bucket: driver killed, resumed ---------------------------------------------
 
 
