@@ -18,6 +18,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The suite starts its own Ray; a RAY_ADDRESS left in the shell would send it to a user's cluster.
 os.environ.pop("RAY_ADDRESS", None)
+# Bucket tests talk only to the S3 server they start on 127.0.0.1, with credentials made up here;
+# set before Ray starts, so trial processes read them from the environment as on a cloud node.
+# The secret is distinctive: tests/test_storage_bucket.py looks for it in everything a run writes.
+os.environ.update(AWS_ACCESS_KEY_ID="XSWEEPTESTKEYID", AWS_SECRET_ACCESS_KEY=f"xsweep-test-secret-{os.getpid()}",
+                  AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+for _name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "S3_ENDPOINT"):
+    os.environ.pop(_name, None)
 
 from xsweep.paths import REPO_ROOT, shared_data_dir  # noqa: E402
 

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # 0: shared vocabulary, no training and no Ray
     "__init__": 0, "__main__": 6,
     "errors": 0, "atomic": 0, "paths": 0, "dotted": 0, "languages": 0, "metrics": 0, "config": 0,
-    "record": 0, "selection": 0, "trial_log": 0, "digest": 0,
+    "record": 0, "selection": 0, "trial_log": 0, "digest": 0, "storage": 0,
     # 1: data sets, models and losses
     "data": 1, "models": 1, "objectives": 1,
     # 2: the worker loops (no Ray Tune, no sweep)

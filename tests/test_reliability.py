@@ -216,14 +216,18 @@ REVIEWED_WRITES = {
     ("xsweep/models/builtin.py", "build_builtin_backbone", "save_pretrained"): "mkdtemp folder, then rename",
     ("xsweep/models/checkpoint.py", "_save_tensors", "save_file"): "inside atomic_path",
     ("xsweep/report/plots.py", "_save", "savefig"): "inside atomic_path",
+    ("xsweep/storage.py", "write_bytes", "open_output_stream"): "one object in a bucket, visible only once the "
+                                                                "upload completes, whole",
+    ("xsweep/storage.py", "pull", "copy_files"): "into atomic_path's temporary name",
+    ("xsweep/storage.py", "push", "copy_files"): "to one object in a bucket, visible only once whole",
     ("xsweep/sweep/workers.py", "follower_spec", "copyfile"): "into a rank > 0 worker's own scratch folder, "
                                                               "which nothing else reads",
     ("xsweep/train/align.py", "_write_checkpoint", "save"): "mkdtemp folder, then rename",
     ("xsweep/train/checkpoint.py", "write_checkpoint", "save"): "inside atomic_path",
 }
 _METHOD_WRITERS = {"write_text", "write_bytes", "savefig", "save_pretrained", "save_to_disk", "save", "dump",
-                   "copyfileobj", "copy", "copy2", "copyfile", "to_csv", "to_json"}
-_FUNCTION_WRITERS = {"save_file"}
+                   "copyfileobj", "copy", "copy2", "copyfile", "to_csv", "to_json", "open_output_stream"}
+_FUNCTION_WRITERS = {"save_file", "copy_files"}
 
 
 def file_writes(root: Path) -> set[tuple[str, str, str]]:

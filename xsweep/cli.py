@@ -12,6 +12,7 @@ from pathlib import Path
 
 from xsweep.errors import XsweepError, environment_error
 from xsweep.paths import REPO_ROOT
+from xsweep.storage import display, is_uri, join
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
@@ -41,13 +42,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for table in sorted((run_dir / "results").glob("*.md")):
             print(table.read_text(encoding="utf-8"))
         return 0
-    status = _report(run_dir, expected_seeds=cfg.sweep.seeds)
+    status = _report(str(run_dir), expected_seeds=cfg.sweep.seeds)
     if failed:
         print(f"xsweep: error: {len(failed)} trial(s) failed: {', '.join(failed)}\n"
-              f"  fix: read their record.json under {run_dir / 'trials'}, then `xsweep run ... --resume`",
+              f"  fix: read their record.json under {_under(run_dir, 'trials')}, then `xsweep run ... --resume`",
               file=sys.stderr)
         return 1
     return status
+
+
+def _under(run_dir: Path | str, name: str) -> str:
+    """A run directory's `name`, for a folder or a bucket run's URI."""
+    return join(run_dir, name) if is_uri(run_dir) else str(Path(run_dir) / name)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -94,17 +100,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return _report(Path(args.run_dir))
+    return _report(args.run_dir)
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     from xsweep.report.tensorboard import start_tensorboard
 
-    logdir = Path(args.run_dir) / "tensorboard"
-    if not logdir.is_dir():
-        raise XsweepError(f"no TensorBoard logs in {str(logdir)!r}", where=args.run_dir,
-                          fix="pass a run directory written by `xsweep run`")
-    process, url = start_tensorboard(logdir, port=args.port, host=args.host)
+    if is_uri(args.run_dir):  # TensorBoard reads the bucket itself
+        from xsweep.storage import listing, tensorboard_source
+
+        logdir, env = tensorboard_source(join(args.run_dir, "tensorboard"))
+        if not listing(join(args.run_dir, "tensorboard")):
+            raise XsweepError(f"no TensorBoard logs in {logdir!r}", where=args.run_dir,
+                              fix="pass the URI of a run written by `xsweep run` (<storage.root>/<name>)")
+        process, url = start_tensorboard(logdir, port=args.port, host=args.host, env=env)
+    else:
+        logdir = Path(args.run_dir) / "tensorboard"
+        if not logdir.is_dir():
+            raise XsweepError(f"no TensorBoard logs in {str(logdir)!r}", where=args.run_dir,
+                              fix="pass a run directory written by `xsweep run`")
+        process, url = start_tensorboard(logdir, port=args.port, host=args.host)
     print(f"TensorBoard for {logdir} at {url} (Ctrl-C stops it)")
     try:
         return process.wait()
@@ -151,20 +166,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(run_dir: Path, expected_seeds: list[int] | None = None) -> int:
-    from xsweep.report.run import report_run
+def _report(run_dir: str, expected_seeds: list[int] | None = None) -> int:
+    """Report a run directory, or a bucket run by its URI; print the table and where things are."""
+    from xsweep.report.run import reported
 
-    paths = report_run(run_dir, expected_seeds=expected_seeds)
-    print(paths.table_markdown.read_text(encoding="utf-8"))
-    print(f"results table: {paths.table_markdown}")
-    for extra in [paths.table_csv, paths.table_latex, *paths.paper_tables.values()]:
-        if extra is not None:
-            print(f"               {extra}")
-    for name, plot in paths.plots.items():
-        print(f"plot ({name}): {plot}")
-    print(f"trial records: {run_dir / 'trials'}/*/record.json")
-    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
-    print(f"           or: xsweep tensorboard {run_dir}")
+    with reported(run_dir, expected_seeds=expected_seeds) as (paths, shown):
+        print(paths.table_markdown.read_text(encoding="utf-8"))
+        print(f"results table: {shown(paths.table_markdown)}")
+        for extra in [paths.table_csv, paths.table_latex, *paths.paper_tables.values()]:
+            if extra is not None:
+                print(f"               {shown(extra)}")
+        for name, plot in paths.plots.items():
+            print(f"plot ({name}): {shown(plot)}")
+    if is_uri(run_dir):
+        print(f"trial records: {display(join(run_dir, 'trials'))}/*/record.json")
+        print(f"TensorBoard:   xsweep tensorboard {run_dir}")
+        return 0
+    folder = Path(run_dir)
+    print(f"trial records: {folder / 'trials'}/*/record.json")
+    print(f"TensorBoard:   tensorboard --logdir {folder / 'tensorboard'} --host 127.0.0.1")
+    print(f"           or: xsweep tensorboard {folder}")
     return 0
 
 

@@ -130,12 +130,15 @@ def _by_step(records: list[TrialRecord], value) -> dict[int, list[float]]:
     return by_step
 
 
-def start_tensorboard(logdir: Path, port: int = 0, host: str = "127.0.0.1",
-                      timeout_s: float = 60.0) -> tuple["subprocess.Popen", str]:
+def start_tensorboard(logdir: Path | str, port: int = 0, host: str = "127.0.0.1",
+                      timeout_s: float = 60.0, env: dict[str, str] | None = None) -> tuple["subprocess.Popen", str]:
     """Start TensorBoard on `host` (loopback by default) and return (process, url) once it answers.
 
-    `port` 0 picks a free port. The caller owns the process: `process.terminate()` stops it.
+    `port` 0 picks a free port. `logdir` may be an `s3://` URI, with `env` from
+    `storage.tensorboard_source` added to the server's environment. The caller owns the process:
+    `process.terminate()` stops it.
     """
+    import os
     import socket
     import subprocess
     import sys
@@ -145,7 +148,7 @@ def start_tensorboard(logdir: Path, port: int = 0, host: str = "127.0.0.1",
 
     from xsweep.errors import XsweepError
 
-    logdir = Path(logdir)
+    logdir = logdir if str(logdir).startswith("s3://") else Path(logdir)
     # Loopback requests must not go through an HTTP proxy set in the environment.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for _ in range(3):
@@ -154,7 +157,8 @@ def start_tensorboard(logdir: Path, port: int = 0, host: str = "127.0.0.1",
                "--port", str(chosen), "--reload_interval", "2"]
         # A file, not a pipe: a long-lived server would block once an unread pipe fills up.
         log = tempfile.TemporaryFile(mode="w+")
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                                   env={**os.environ, **env} if env else None)
         url = f"http://{host}:{chosen}/"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and process.poll() is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from xsweep.config import ExperimentConfig
 from xsweep.errors import XsweepError
+from xsweep.storage import check_uri, is_uri
 
 if TYPE_CHECKING:
     from xsweep.sweep.prepare import PreparedInputs
@@ -35,13 +36,10 @@ SHARED_STORAGE_HELP = (
 
 
 def check_storage_root(cfg: ExperimentConfig) -> None:
-    """storage.root is a folder path: xsweep writes its files with plain file I/O, not to URIs."""
-    root = cfg.storage.root
-    if "://" in root:
-        raise XsweepError(f"storage.root {root!r} is a URI, but xsweep writes trial records, checkpoints "
-                          "and tables as files in a folder", where="storage.root",
-                          fix="mount the bucket on every node (mountpoint-s3, gcsfuse) and set storage.root "
-                              "to the mount point, e.g. storage.root=/mnt/shared/runs storage.shared=true")
+    """storage.root is a folder path, or a bucket URI that pyarrow.fs opens and that carries no
+    credentials (xsweep/storage.py); nothing is contacted here."""
+    if is_uri(cfg.storage.root):
+        check_uri(cfg.storage.root)
 
 
 def alive_nodes() -> list[dict]:
@@ -61,14 +59,15 @@ def check_cluster_storage(cfg: ExperimentConfig, run_dir: Path, inputs: Prepared
     nodes = alive_nodes()
     if len(nodes) <= 1:
         return
-    root = str(Path(cfg.storage.root).expanduser().resolve())
-    if not cfg.storage.shared:
+    bucket = is_uri(cfg.storage.root)  # the same for every node; the inputs must still be
+    root = cfg.storage.root if bucket else str(Path(cfg.storage.root).expanduser().resolve())
+    if not bucket and not cfg.storage.shared:
         raise XsweepError(f"this Ray cluster has {len(nodes)} nodes, but storage.root {root!r} is not "
                           f"declared shared: {SHARED_STORAGE_HELP}", where="storage.root",
                           fix="set storage.root to a shared mount and add storage.shared=true "
                               "(storage.shared=true also fits several Ray nodes on one machine, which "
                               "share its disk)")
-    paths = [run_dir / "config.yaml", *inputs.data_files]
+    paths = ([] if bucket else [run_dir / "config.yaml"]) + list(inputs.data_files)
     if Path(inputs.backbone_path).is_dir():
         paths.append(Path(inputs.backbone_path) / "config.json")
     unseen = _paths_unseen_by_node(nodes, [str(p) for p in paths])

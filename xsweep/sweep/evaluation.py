@@ -49,9 +49,11 @@ def to_evaluate(specs: list[TrialSpec], locales: list[str]) -> list[TrialSpec]:
 
 
 def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales: list[str], *,
-                         start_ray: Callable[[], None], log: Log = print) -> list[str]:
+                         start_ray: Callable[[], None], log: Log = print,
+                         storage: dict[str, str] | None = None) -> list[str]:
     """Evaluate the selected trials on `locales` as Ray tasks with the trials' resources; returns
-    the ids of trials whose evaluation failed. A sweep already evaluated starts nothing."""
+    the ids of trials whose evaluation failed. A sweep already evaluated starts nothing. `storage`:
+    a bucket run's (sweep.bucket.storage_of), whose tasks test local copies of their trials."""
     import ray
 
     wanted = to_evaluate(specs, locales)
@@ -66,7 +68,7 @@ def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales:
         resources["num_gpus"] = cfg.resources.gpus_per_trial
     evaluate = ray.remote(**resources)(_evaluate)
     threads = max(1, int(cfg.resources.cpus_per_trial))
-    pending = {evaluate.remote(spec, locales, threads): spec for spec in wanted}
+    pending = {evaluate.remote(spec, locales, threads, storage): spec for spec in wanted}
     failed = []
     for ref, spec in pending.items():
         try:
@@ -84,12 +86,14 @@ def run_evaluation_stage(cfg: ExperimentConfig, specs: list[TrialSpec], locales:
     return failed
 
 
-def _evaluate(spec: TrialSpec, locales: list[str], threads: int) -> dict[str, float]:
+def _evaluate(spec: TrialSpec, locales: list[str], threads: int, storage: dict[str, str] | None) -> dict[str, float]:
     import torch
 
+    from xsweep.sweep.bucket import staged
     from xsweep.sweep.hosting import backbone_loader
     from xsweep.train.evaluate import evaluate_saved_trial
 
     torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS from num_cpus; torch needs telling too
     # Ray reuses its task workers: with the process's cache, the next trial skips loading the backbone.
-    return evaluate_saved_trial(spec, locales, load_backbone=backbone_loader(spec.config["method"]))
+    with staged([spec], storage) as ([here], _):
+        return evaluate_saved_trial(here, locales, load_backbone=backbone_loader(spec.config["method"]))

@@ -20,6 +20,9 @@ from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, wit
 from xsweep.dotted import flatten
 from xsweep.errors import XsweepError, disk_full_error
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
+from xsweep.storage import is_uri
+from xsweep.sweep.bucket import (check_bucket_run, open_run_mirror, pull_records, push_driver_files, run_uri,
+                                 storage_of, tune_storage)
 from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
@@ -39,6 +42,11 @@ Log = Callable[[str], None]
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
     return Path(cfg.storage.root).expanduser().resolve() / cfg.run_name
+
+
+def run_location(cfg: ExperimentConfig) -> str:
+    """Where the run lives, as the user names it: its folder, or its URI in a bucket."""
+    return run_uri(cfg) if is_uri(cfg.storage.root) else str(run_dir_of(cfg))
 
 
 def plan_trials(cfg: ExperimentConfig, run_dir: Path, inputs: PreparedInputs, stages: list[AlignStage] = (),
@@ -91,12 +99,25 @@ def _aligned_on(stages: list[AlignStage], trial_cfg: ExperimentConfig) -> str | 
 
 
 def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | None = None,
-              log: Log = print) -> tuple[Path, list[str]]:
-    """Run every trial of `cfg`'s grid not yet finished; return the run directory and failed trials."""
-    run_dir = run_dir_of(cfg)
+              log: Log = print) -> tuple[Path | str, list[str]]:
+    """Run every trial of `cfg`'s grid not yet finished; return the run directory (a bucket run's
+    URI) and failed trials."""
     # Everything that can be wrong with the inputs is found before Ray starts or a file is written.
     check_address(address or os.environ.get("RAY_ADDRESS"))
-    check_storage(run_dir)
+    if not is_uri(cfg.storage.root):
+        run_dir = run_dir_of(cfg)
+        check_storage(run_dir)
+        return run_dir, _sweep(cfg, run_dir, resume=resume, address=address, log=log)
+    check_bucket_run(cfg)
+    run_dir = open_run_mirror(cfg)  # the run's records and the driver's files, from the bucket alone
+    try:
+        return run_uri(cfg), _sweep(cfg, run_dir, resume=resume, address=address, log=log)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _sweep(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, address: str | None, log: Log) -> list[str]:
+    """run_sweep in the run directory `run_dir` (for a bucket run, the driver's copy of it)."""
     _check_existing_run(run_dir, cfg, resume)
     inputs = prepare_inputs(cfg, log=log)
     stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(log)) if stage_shapes(cfg) else []
@@ -114,12 +135,14 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-    log(f"run directory: {run_dir}")
+    if is_uri(cfg.storage.root):
+        push_driver_files(cfg, run_dir)
+    log(f"run directory: {run_location(cfg)}")
     if not cfg.sweep.downstream:  # the stages are the experiment (e.g. the Tatoeba retrieval table)
         run_align_stages(stages, cfg, log=log)
         if cfg.align.retrieval:
             run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
-        return run_dir, []
+        return []
     if pending:
         # Only stages whose trials still run: a finished sweep never re-aligns.
         run_align_stages([st for st in stages if any(_starts_from(s, st) for s in pending)], cfg, log=log)
@@ -138,8 +161,12 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
     if cfg.sweep.evaluate == "selected":
         planned = specs if cfg.sweep.search == "grid" else _planned_so_far(run_dir)
         failed += run_evaluation_stage(cfg, planned, inputs.eval_locales, start_ray=lambda: start_ray(address),
-                                       log=log)
-    return run_dir, failed
+                                       log=log, storage=storage_of(cfg, run_dir))
+        if is_uri(cfg.storage.root):
+            pull_records(cfg, run_dir)
+    if is_uri(cfg.storage.root):
+        push_driver_files(cfg, run_dir)  # search/ of an Optuna sweep
+    return failed
 
 
 def _run_within_budget(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], pending: list[TrialSpec], *,
@@ -215,14 +242,14 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
         check_retrieval(cfg, None, dry_run=True)  # a language the folder lacks, or a damaged file, fails it too
     if not cfg.sweep.downstream:  # a stages-only experiment: its alignment runs are all it does
         return "\n".join([f"experiment {cfg.name}: the alignment stage only (sweep.downstream: false)", *stages,
-                          f"  run directory: {run_dir_of(cfg)}"])
+                          f"  run directory: {run_location(cfg)}"])
     lines = [f"experiment {cfg.name}: {len(points)} grid points x {len(cfg.sweep.seeds)} seeds "
              f"= {len(points) * len(cfg.sweep.seeds)} trials; {2 if stages else 1} stage(s)",
              *stages,
              f"{'stage 2' if stages else 'stage 1'}: downstream trials",
              f"  method {cfg.method}, prompt {cfg.prompt.kind} x {cfg.prompt.length}, head {cfg.head.kind}, "
              f"backbone {cfg.backbone.name}, shots {cfg.data.shots or 'all'}",
-             f"  run directory: {run_dir_of(cfg)}"]
+             f"  run directory: {run_location(cfg)}"]
     lines += [f"  {', '.join(f'{k}={v}' for k, v in point.items()) or '(no grid)'}" for point in points]
     pruning = cfg.sweep.pruning
     if pruning.milestones:
@@ -234,8 +261,9 @@ def describe_plan(cfg: ExperimentConfig, throughput: str | None = None) -> str:
 
 def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
     config_file = run_dir / "config.yaml"
+    shown = run_location(cfg) if is_uri(cfg.storage.root) else str(run_dir)
     if config_file.exists() and not resume:
-        raise XsweepError(f"run directory {str(run_dir)!r} already holds a run",
+        raise XsweepError(f"run directory {shown!r} already holds a run",
                           fix="add --resume to finish it, or set storage.name=<new name> for a fresh run")
     if config_file.exists() and resume:
         import yaml
@@ -249,8 +277,8 @@ def _check_existing_run(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> N
         resumable = [k for k in RESUMABLE_CHANGES if not (cfg.sweep.pruning.milestones and k == "sweep.seeds")]
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in resumable)
         if changed:
-            raise XsweepError(f"--resume: the config differs from the one {str(run_dir)!r} was started with, "
-                              f"in {', '.join(changed)}", where=str(config_file),
+            raise XsweepError(f"--resume: the config differs from the one {shown!r} was started with, "
+                              f"in {', '.join(changed)}", where=f"{shown}/config.yaml",
                               fix="resume with the same config and overrides (only "
                                   f"{', '.join(resumable)} may change), or use a new storage.name")
 
@@ -309,22 +337,27 @@ def _run_on_ray(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], *,
     # less clearly what ProgressPrinter says; verbose=0 silences it only with the legacy reporter.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     runs = [[asdict(s) for s in chunk] for chunk in fused_chunks(specs, cfg.sweep.fuse)]
+    storage = storage_of(cfg, run_dir)  # a bucket run's trials work in their own copies of their folders
     full_disk = StopOnFullDisk()
     # A worker group's driver holds almost nothing: the limit keeps waiting drivers from piling up.
     concurrent = cfg.sweep.max_concurrent_trials or group_concurrency(specs, ray.cluster_resources())
     tuner = tune.Tuner(
         # One trainable: a trial in its actor, or the driver of its worker group (resources.num_workers).
         tune.with_resources(run_trial, trial_placement),
-        param_space={"specs": tune.grid_search(runs), "resources": asdict(cfg.resources)},
+        param_space={"specs": tune.grid_search(runs), "resources": asdict(cfg.resources),
+                     **({"storage": storage} if storage else {})},
         # Reused actors keep their loaded backbone: trial 2..N of an actor skip process start and loading.
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True,
                                     trial_name_creator=lambda t: run_name(t.config["specs"]),
                                     trial_dirname_creator=lambda t: run_name(t.config["specs"])),
-        run_config=tune.RunConfig(name="tune", storage_path=str(run_dir / "ray"), verbose=0,
+        run_config=tune.RunConfig(name="tune", **tune_storage(cfg, run_dir), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES),
                                   stop=full_disk, callbacks=[ProgressPrinter(log)]),
     )
     results = tuner.fit()
+    if storage:
+        pull_records(cfg, run_dir)
+        push_driver_files(cfg, run_dir)
     if full_disk.path:
         raise disk_full_error(full_disk.path)
     # A fused run's error and its last reported error stand for each of its members.

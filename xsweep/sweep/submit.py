@@ -114,13 +114,14 @@ def job_server_address(address: str | None) -> str:
 def _checked_entrypoint(config: str, overrides: list[str], resume: bool) -> tuple[str, str]:
     """The job's command line and the run's name, after the checks that need no cluster."""
     from xsweep.config import load_config
+    from xsweep.storage import is_uri
     from xsweep.sweep.cluster import check_storage_root
     from xsweep.sweep.preflight import trial_configs
 
     cfg = load_config(config, overrides)
     trial_configs(cfg)  # every grid point resolves to a valid config
     check_storage_root(cfg)
-    if not Path(cfg.storage.root).expanduser().is_absolute():
+    if not is_uri(cfg.storage.root) and not Path(cfg.storage.root).expanduser().is_absolute():
         raise XsweepError(f"storage.root {cfg.storage.root!r} is relative, but the job runs in a temporary "
                           "copy of this checkout on the cluster: its results would be written there and "
                           "lost", where="storage.root",

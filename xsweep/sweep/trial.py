@@ -18,6 +18,9 @@ checkpoint (`train.downstream` writes one at every dev evaluation). A bad input 
 is not retried: the same input fails the same way, so the trial reports it and ends. Nor is a
 full disk (ENOSPC, EDQUOT): the trial reports the file it could not write (`DISK_FULL_KEY`), and
 `StopOnFullDisk` ends the sweep, so no other trial starts only to fail the same way.
+
+In a bucket run (`storage.root: s3://...`) the trial works in a local copy of its folders and
+pushes what changed to the bucket before each report (`sweep.bucket.staged`).
 """
 
 from __future__ import annotations
@@ -39,14 +42,25 @@ def run_trial(config: dict[str, Any]) -> None:
     (sweep/workers.py); report each dev evaluation to Tune, tagged with the trial it belongs to
     (`MEMBER_KEY`).
 
-    `config`: {"specs": [`TrialSpec` as a dict, ...], "resources": a `ResourcesConfig` as a dict}.
+    `config`: {"specs": [`TrialSpec` as a dict, ...], "resources": a `ResourcesConfig` as a dict,
+    and for a bucket run "storage": `sweep.bucket.storage_of`'s}.
     """
     from ray import tune  # Train V2 refuses `ray.train.report` outside a Ray Train worker
 
-    from xsweep.sweep.hosting import backbone_loader, workers_of
+    from xsweep.sweep.bucket import staged
     from xsweep.train.spec import TrialSpec
 
-    specs = [TrialSpec(**spec) for spec in config["specs"]]
+    with staged([TrialSpec(**spec) for spec in config["specs"]], config.get("storage")) as (specs, sync):
+        def report(metrics: dict[str, Any]) -> None:
+            sync()  # the bucket holds what Tune is told of (a no-op for a folder run)
+            tune.report(metrics)
+
+        _run_specs(specs, config["resources"], report)
+
+
+def _run_specs(specs: list[Any], resources: dict[str, Any], report) -> None:
+    from xsweep.sweep.hosting import backbone_loader, workers_of
+
     # Started again after its process died, a run redoes only its unfinished trials, each from its
     # own checkpoint (a finished trial keeps none: run again, it would start from its beginning).
     todo = [spec for spec in specs if not finished(spec)]
@@ -58,8 +72,8 @@ def run_trial(config: dict[str, Any]) -> None:
         run_on_workers(todo[0])
         return
     # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
-    torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
-    run_reported(todo, tune.report, load_backbone=backbone_loader(todo[0].config["method"]))
+    torch.set_num_threads(max(1, int(resources["cpus_per_trial"])))
+    run_reported(todo, report, load_backbone=backbone_loader(todo[0].config["method"]))
 
 
 def finished(spec: Any) -> bool:
