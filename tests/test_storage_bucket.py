@@ -24,6 +24,7 @@ import pytest
 
 from xsweep.cli import main
 from xsweep.config import load_config
+from xsweep.errors import XsweepError
 from xsweep.record import read_record, read_records
 from xsweep.storage import Mirror, join, listing, read_bytes
 from xsweep.sweep.prepare import prepare_inputs
@@ -66,11 +67,22 @@ def write_experiment(folder: Path, name: str, root: str, *, lrs: str = "0.03", s
 
 
 def records_in(run_uri: str) -> dict[str, object]:
-    """The trial records in the bucket now, by trial id (objects are whole or absent, never torn)."""
+    """The trial records in the bucket now, by trial id. A record that does not parse is read again:
+    while a trial overwrote its record, moto's server was seen to answer a GET of it with a body
+    mixing two versions (this suite, 2026-12-04), which S3's PUT semantics rule out. An object that
+    stays unreadable fails the test: what is checked is that each object a run writes is whole."""
     out = {}
     for rel in listing(join(run_uri, "trials")):
         if rel.endswith("/record.json"):
-            out[rel.split("/")[0]] = read_record_bytes(read_bytes(join(run_uri, "trials", rel)))
+            uri = join(run_uri, "trials", rel)
+            for attempt in range(10):
+                try:
+                    out[rel.split("/")[0]] = read_record_bytes(read_bytes(uri))
+                    break
+                except XsweepError:
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.1)
     return out
 
 
@@ -144,18 +156,6 @@ def test_credentials_in_the_uri_are_refused_and_not_echoed(tmp_path, capsys):
     assert status == 2
     assert "carries credentials" in err and "AWS_ACCESS_KEY_ID" in err
     assert "very-secret-value" not in err and "XSWEEPKEY" not in err
-
-
-@pytest.mark.timeout(120)
-def test_what_a_bucket_run_cannot_hold_yet_is_refused_before_anything_runs(endpoint, tmp_path, capsys):
-    config = write_experiment(tmp_path, "refused", root_of(endpoint))
-    assert main(["run", str(config), "method=apt", "align.data=demo"]) == 2
-    err = capsys.readouterr().err
-    assert "align.data: alignment stages keep their runs in a folder" in err and "fix: " in err
-    assert main(["run", str(config), "resources.num_workers=2"]) == 2
-    err = capsys.readouterr().err
-    assert "resources.num_workers: trials on a Ray Train worker group" in err and "fix: " in err
-    assert keys_of(s3_client(endpoint), "runs/refused/") == []
 
 
 @pytest.mark.timeout(120)
@@ -346,3 +346,79 @@ def test_fused_trials_and_the_evaluation_stage_write_the_same_results_to_a_bucke
     assert tested and all(set(r.test_scores) == {"en-US", "de-DE"} for r in tested)
     assert (copy / "results" / "results.md").read_bytes() == (runs["disk"] / "results" / "results.md").read_bytes()
     same_table(copy, runs["disk"])
+
+
+STAGED = """\
+name: {name}
+method: apt
+backbone: {{name: "builtin:micro", dropout: false}}
+data: {{path: demo, max_seq_len: 32, shots: 5, eval_locales: [en-US, de-DE]}}
+prompt: {{kind: layer, length: 4, dropout: 0}}
+head: {{kind: vanilla, dropout: 0}}
+align: {{data: demo, targets: [de, es], epochs: 1, batch_size: 16, max_seq_len: 48, num_workers: 2,
+         cpus_per_worker: 0.5, retrieval: demo, retrieval_languages: [deu, spa]}}
+optim: {{epochs: 3, batch_size: 16, patience: 1000, lr: 0.01}}
+sweep: {{seeds: [0], max_concurrent_trials: 1, evaluate: all}}
+resources: {{cpus_per_trial: 0.5, num_workers: 2}}
+storage: {{root: {root}}}
+"""
+
+
+@pytest.mark.timeout(600)
+def test_an_alignment_stage_and_a_worker_group_trial_keep_everything_in_the_bucket(endpoint, tmp_path, ray_session,
+                                                                                  capsys):
+    """APT from its alignment stage (2 Ray Train workers) with the trial on a worker group of 2:
+    each rank 0 writes through its own copy, so the stage, its retrieval scores and the trial are
+    in the bucket; the trial started from the stage's prompt there (the same results as the trial
+    run in one process from that prompt), and `--resume` reuses the stage from the bucket alone."""
+    from xsweep.sweep.prepare import demo_data_dir
+    from xsweep.sweep.runner import plan_trials
+    from xsweep.sweep.bucket import pull_stage
+    from xsweep.sweep.stages import plan_align_stages, run_align_stages
+
+    from test_worker_trials import assert_same_results, run_alone
+
+    root = root_of(endpoint)
+    config = tmp_path / "staged.yaml"
+    config.write_text(STAGED.format(name="aligned", root=json.dumps(root)))
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1/1: alignment of the layer prompt x 4 on 2 worker(s)" in out
+    assert f"retrieval table: {join(root, 'aligned', 'results', 'retrieval.md')}\n" in out
+
+    s3 = s3_client(endpoint)
+    stage_keys = keys_of(s3, "runs/stages/align-layer4-")
+    [name] = {key.split("/")[2] for key in stage_keys}
+    for file in ("align.json", "prompt.safetensors", "prompt.json", "retrieval.json"):
+        assert f"runs/stages/{name}/{file}" in stage_keys, file
+    assert [key for key in stage_keys if "/checkpoints/epoch_001/" in key]
+    assert keys_of(s3, "runs/stages/_ray/")  # Ray Train's own folder of the stage
+    assert "Tatoeba retrieval accuracy" in read_bytes(join(root, "aligned", "results", "retrieval.md")).decode()
+
+    [record] = records_in(join(root, "aligned")).values()
+    stage_uri = join(root, "stages", name)
+    assert record.status == "completed" and record.workers == 2
+    assert record.config["prompt"]["init_from"] == stage_uri
+    assert keys_of(s3, f"runs/aligned/trials/{record.trial_id}/ray_train/")  # the worker group's Ray Train folder
+    assert keys_of(s3, f"runs/aligned/trials/{record.trial_id}/best/")
+    assert keys_of(s3, f"runs/aligned/tensorboard/{record.trial_id}/")
+
+    # The same trial in one process, from the stage's prompt in the bucket (storage.local_folder).
+    cfg = load_config(config)
+    inputs = prepare_inputs(cfg, log=lambda _: None)
+    stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(), local_root=tmp_path / "stages")
+    [spec] = plan_trials(cfg, tmp_path / "alone", inputs, stages)
+    assert spec.config["prompt"]["init_from"] == stage_uri
+    assert_same_results(record, run_alone(spec))
+
+    # From the bucket alone, the stage planned again (as by another experiment on the same root) is
+    # reused instead of aligned again, and --resume of the run runs nothing.
+    modified = s3.head_object(Bucket=BUCKET, Key=f"runs/stages/{name}/align.json")["LastModified"]
+    for stage in stages:
+        pull_stage(stage.uri, stage.output_dir)  # what the driver of a run does before running its stages
+    said: list[str] = []
+    run_align_stages(stages, cfg, log=said.append)
+    assert said == [f"stage 1/1: alignment of the layer prompt x 4: reusing the finished run in {stage_uri}"]
+    assert main(["run", str(config), "--resume"]) == 0
+    assert "1 already completed, 0 to run" in capsys.readouterr().out
+    assert s3.head_object(Bucket=BUCKET, Key=f"runs/stages/{name}/align.json")["LastModified"] == modified

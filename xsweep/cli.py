@@ -39,8 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           where="xsweep run", fix="add --dry-run, or leave them out to run the sweep")
     run_dir, failed = run_sweep(cfg, resume=args.resume, address=args.address)
     if not cfg.sweep.downstream:  # stages only: their own tables, no trials to report
-        for table in sorted((run_dir / "results").glob("*.md")):
-            print(table.read_text(encoding="utf-8"))
+        for table in _stage_tables(run_dir):
+            print(table)
         return 0
     status = _report(str(run_dir), expected_seeds=cfg.sweep.seeds)
     if failed:
@@ -49,6 +49,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return status
+
+
+def _stage_tables(run_dir: Path | str) -> list[str]:
+    """The tables a stages-only run wrote (results/*.md), from its folder or its bucket."""
+    if not is_uri(run_dir):
+        return [table.read_text(encoding="utf-8") for table in sorted((Path(run_dir) / "results").glob("*.md"))]
+    from xsweep.storage import listing, read_bytes
+
+    results = join(run_dir, "results")
+    return [read_bytes(join(results, rel)).decode("utf-8") for rel in listing(results) if rel.endswith(".md")]
 
 
 def _under(run_dir: Path | str, name: str) -> str:

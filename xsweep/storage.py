@@ -17,8 +17,11 @@ error message.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import parse_qs, urlsplit
@@ -188,6 +191,19 @@ def tensorboard_source(uri: str) -> tuple[str, dict[str, str]]:
         scheme = query.get("scheme", ["https"])[0]
         env["S3_ENDPOINT"] = f"{scheme}://{query['endpoint_override'][0]}"
     return f"s3://{parts.netloc}{parts.path}".rstrip("/"), env
+
+
+@functools.lru_cache(maxsize=64)
+def local_folder(location: str, skip: tuple[str, ...] = ()) -> Path:
+    """A finished folder (an alignment run's prompt, its align.json), named by a path or a URI, as
+    a local folder: a path is itself; a bucket folder is pulled into a temporary folder, once per
+    process (it no longer changes), and removed when the process exits."""
+    if not is_uri(location):
+        return Path(location)
+    local = Path(tempfile.mkdtemp(prefix="xsweep-copy-"))
+    atexit.register(shutil.rmtree, local, ignore_errors=True)
+    Mirror(location, local).pull(skip=skip)
+    return local
 
 
 def _skipped(rel: str, skip: Iterable[str]) -> bool:

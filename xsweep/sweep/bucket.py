@@ -9,8 +9,14 @@ The bucket holds the run; every process works in a local mirror of the part it n
   checkpoint, record, best prompt and head, event files) into a temporary folder of that node and
   pushes what changed before each report to Tune, so a killed trial, or a killed driver, resumes
   from the bucket; an ended trial's checkpoint is deleted there too;
-- an evaluation-stage task does the same with the trial it tests.
-Ray Tune's own folder (`ray/`) is written by Ray into the bucket (`RunConfig(storage_filesystem=...)`).
+- an evaluation-stage task does the same with the trial it tests;
+- a worker group's rank 0 does what a trial does; the other ranks read a copy and push nothing;
+- an alignment stage's folder (`<storage.root>/stages/<digest>`) is written by its rank 0 through
+  a copy of its own, pushed after each epoch, align.json (the mark of a finished run) last; the
+  driver pulls the finished prompt, and each APT trial names the stage's URI as its
+  `prompt.init_from` and reads the prompt through `xsweep.storage.local_folder`.
+Ray's own folders (Tune's `ray/`, a worker group's `ray_train/`, the stages' `_ray/`) are written
+by Ray into the bucket (`RunConfig(storage_filesystem=...)`).
 """
 
 from __future__ import annotations
@@ -23,8 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from xsweep.config import ExperimentConfig
-from xsweep.errors import XsweepError
-from xsweep.storage import Mirror, check_bucket, is_uri, join, locate
+from xsweep.storage import Mirror, is_uri, join, locate
 from xsweep.train.checkpoint import CHECKPOINT_FILE
 
 DRIVER_SKIP = ("ray", "tensorboard", "best", "predictions", CHECKPOINT_FILE)
@@ -33,34 +38,67 @@ REPORT_SKIP = ("ray", "best", "predictions", CHECKPOINT_FILE)
 """What `xsweep report` of a bucket run does not pull: it reads records and event files."""
 DRIVER_FILES = ("config.yaml", "manifest.json", "eval_subsets.json", "search")
 """What the driver itself writes into a run directory, pushed back after it writes them."""
+STAGE_CHECKPOINTS = "checkpoints"
+"""An alignment stage's epoch checkpoints (train/align.py): only its workers read them."""
 
 
 def run_uri(cfg: ExperimentConfig) -> str:
     return join(cfg.storage.root, cfg.run_name)
 
 
-def check_bucket_run(cfg: ExperimentConfig) -> None:
-    """The bucket answers and takes writes, and the sweep uses nothing a bucket run lacks yet."""
-    from xsweep.sweep.preflight import trial_configs
-    from xsweep.sweep.stages import stage_shapes
-
-    check_bucket(cfg.storage.root)
-    if stage_shapes(cfg) or not cfg.sweep.downstream:
-        raise XsweepError("alignment stages keep their runs in a folder (<storage.root>/stages), not in a bucket",
-                          where="align.data",
-                          fix="run the alignment with a folder as storage.root, then give the APT trials its "
-                              "prompt with prompt.init_from and leave align.data unset")
-    if any(trial.resources.num_workers > 1 for trial in trial_configs(cfg)):
-        raise XsweepError("trials on a Ray Train worker group (resources.num_workers > 1) write to a folder, "
-                          "not to a bucket", where="resources.num_workers",
-                          fix="use resources.num_workers=1 with a bucket, or a shared folder as storage.root")
-
-
 def open_run_mirror(cfg: ExperimentConfig) -> Path:
-    """A new temporary folder holding the bucket run's records and driver files (empty for a new run)."""
-    local = Path(tempfile.mkdtemp(prefix="xsweep-run-"))
+    """The driver's copy of the bucket run: `<a new temporary folder>/<run name>`, holding the run's
+    records and driver files (none for a new run); the temporary folder stands for `storage.root`,
+    so the alignment stages' copies go beside the run, in `stages/`, as on disk."""
+    local = Path(tempfile.mkdtemp(prefix="xsweep-root-")) / cfg.run_name
     Mirror(run_uri(cfg), local).pull(skip=DRIVER_SKIP)
+    local.mkdir(parents=True, exist_ok=True)
     return local
+
+
+def pull_stage(uri: str, local: str | Path) -> None:
+    """An alignment stage's prompt, align.json and retrieval scores into the driver's copy `local`
+    (not its epoch checkpoints: the workers that resume it pull those)."""
+    Mirror(uri, local).pull(skip=(STAGE_CHECKPOINTS,))
+
+
+def push_stage_scores(stages: list[Any], scores_file: str, run_dir: Path, cfg: ExperimentConfig) -> None:
+    """The retrieval scores kept beside each stage (`scores_file`), and the run's results/ (its
+    retrieval table), into the bucket."""
+    for stage in stages:
+        if (stage.output_dir / scores_file).is_file():
+            Mirror(stage.uri, stage.output_dir).push(scores_file)
+    Mirror(run_uri(cfg), run_dir).push("results")
+
+
+@contextmanager
+def staged_alignment(spec: Any, uri: str | None, *, writes: bool) -> Iterator[tuple[Any, Callable[[], None]]]:
+    """An alignment worker's `spec` with its output folder in a local copy of the stage's folder
+    `uri`, and `sync`, which pushes what changed (align.json, the mark of a finished run, last).
+    `writes`: rank 0, which reads the checkpoints and writes the folder; the other ranks get an
+    empty scratch folder. For a folder run (`uri` None): the spec itself and a `sync` that does
+    nothing."""
+    if uri is None:
+        yield spec, lambda: None
+        return
+    from xsweep.train.align import RESULT_FILE
+
+    local = Path(tempfile.mkdtemp(prefix="xsweep-align-"))
+    mirror = Mirror(uri, local)
+
+    def sync() -> None:
+        if writes:
+            mirror.push(skip=(RESULT_FILE,), delete=True)  # old epoch checkpoints go, as here
+            if (local / RESULT_FILE).is_file():
+                mirror.push(RESULT_FILE)
+
+    try:
+        if writes:
+            mirror.pull()
+        yield replace(spec, output_dir=str(local)), sync
+        sync()
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 def push_driver_files(cfg: ExperimentConfig, run_dir: Path) -> None:
@@ -85,17 +123,18 @@ def storage_of(cfg: ExperimentConfig, run_dir: Path) -> dict[str, str] | None:
 
 def tune_storage(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     """Where Ray Tune keeps its own folder: `<run>/ray`, in the bucket for a bucket run."""
-    if not is_uri(cfg.storage.root):
-        return {"storage_path": str(run_dir / "ray")}
-    fs, path = locate(join(run_uri(cfg), "ray"))
-    return {"storage_path": path, "storage_filesystem": fs}
+    return ray_storage(join(run_uri(cfg), "ray") if is_uri(cfg.storage.root) else run_dir / "ray")
 
 
 @contextmanager
-def staged(specs: list[Any], storage: dict[str, str] | None) -> Iterator[tuple[list[Any], Callable[[], None]]]:
+def staged(specs: list[Any], storage: dict[str, str] | None, *, writes: bool = True, skip: tuple[str, ...] = ()
+           ) -> Iterator[tuple[list[Any], Callable[[], None]]]:
     """The trials `specs` with their folders in a local copy of the bucket's, and `sync`, which pushes
-    what changed to the bucket; on leaving, a last `sync` and the copy is removed. For a folder run
-    (`storage` None): the specs themselves and a `sync` that does nothing."""
+    what changed to the bucket; on leaving, a last `sync` and the copy is removed. `writes` False:
+    a copy to read (a worker group's rank other than 0, which starts from the trial's checkpoint
+    but whose own files are dropped), never pushed. `skip`: folders of the trial's that the copy
+    leaves alone (a worker group's Ray Train folder, which Ray writes into the bucket itself). For a
+    folder run (`storage` None): the specs themselves and a `sync` that does nothing."""
     if storage is None:
         yield specs, lambda: None
         return
@@ -106,16 +145,30 @@ def staged(specs: list[Any], storage: dict[str, str] | None) -> Iterator[tuple[l
         trial = Path(spec.trial_dir).relative_to(storage["mirror"]).as_posix()
         events = Path(spec.tensorboard_dir).relative_to(storage["mirror"]).as_posix()
         for sub in (trial, events):
-            mirror.pull(sub)
+            mirror.pull(sub, skip=skip)
             folders.append(sub)
         moved.append(replace(spec, trial_dir=str(local / trial), tensorboard_dir=str(local / events)))
 
     def sync() -> None:
-        for sub in folders:
-            mirror.push(sub, delete=True)
+        for sub in folders if writes else ():
+            mirror.push(sub, skip=skip, delete=True)
 
     try:
         yield moved, sync
         sync()
     finally:
         shutil.rmtree(local, ignore_errors=True)
+
+
+def trial_uri(spec: Any, storage: dict[str, str], *parts: str) -> str:
+    """The bucket URI of `parts` inside a trial's folder."""
+    return join(storage["uri"], Path(spec.trial_dir).relative_to(storage["mirror"]).as_posix(), *parts)
+
+
+def ray_storage(location: str | Path) -> dict[str, Any]:
+    """`storage_path` (and `storage_filesystem` for a URI) of a Ray `RunConfig` writing to `location`,
+    a folder or a bucket URI (opened by pyarrow.fs as xsweep opens it, ?endpoint_override included)."""
+    if not is_uri(location):
+        return {"storage_path": str(location)}
+    fs, path = locate(str(location))
+    return {"storage_path": path, "storage_filesystem": fs}

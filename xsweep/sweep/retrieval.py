@@ -113,7 +113,6 @@ def run_retrieval(stages: list[AlignStage], cfg: ExperimentConfig, run_dir: Path
         results[stage.describe()] = {iso3: known[iso3] for iso3 in wanted}
     table = run_dir / "results" / "retrieval.md"
     write_text(table, retrieval_table(results, wanted))
-    log(f"retrieval table: {table}")
     return table
 
 

@@ -20,19 +20,19 @@ from xsweep.config import ExperimentConfig, dump_yaml, grid_points, to_dict, wit
 from xsweep.dotted import flatten
 from xsweep.errors import XsweepError, disk_full_error
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
-from xsweep.storage import is_uri
-from xsweep.sweep.bucket import (check_bucket_run, open_run_mirror, pull_records, push_driver_files, run_uri,
-                                 storage_of, tune_storage)
+from xsweep.storage import check_bucket, is_uri, join
+from xsweep.sweep.bucket import (open_run_mirror, pull_records, pull_stage, push_driver_files,
+                                 push_stage_scores, run_uri, storage_of, tune_storage)
 from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
 from xsweep.sweep.evaluation import run_evaluation_stage, tests_inside_trial
-from xsweep.sweep.retrieval import check_retrieval, run_retrieval
+from xsweep.sweep.retrieval import RESULT_FILE as RETRIEVAL_FILE, check_retrieval, run_retrieval
 from xsweep.sweep.phases import ended_as_asked, run_in_phases
 from xsweep.sweep.pruning import FINISHED
 from xsweep.sweep.ray_session import first_line, start_ray
 from xsweep.sweep.search import run_optuna
-from xsweep.sweep.stages import (AlignStage, check_align_data, describe_stages, plan_align_stages,
+from xsweep.sweep.stages import (STAGES_DIR, AlignStage, check_align_data, describe_stages, plan_align_stages,
                                  needs_alignment, run_align_stages, stage_for, stage_shapes, trial_overrides)
 from xsweep.train.align import aligned_corpus
 from xsweep.train.spec import TrialSpec
@@ -108,19 +108,23 @@ def run_sweep(cfg: ExperimentConfig, *, resume: bool = False, address: str | Non
         run_dir = run_dir_of(cfg)
         check_storage(run_dir)
         return run_dir, _sweep(cfg, run_dir, resume=resume, address=address, log=log)
-    check_bucket_run(cfg)
+    check_bucket(cfg.storage.root)
     run_dir = open_run_mirror(cfg)  # the run's records and the driver's files, from the bucket alone
     try:
         return run_uri(cfg), _sweep(cfg, run_dir, resume=resume, address=address, log=log)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
 
 
 def _sweep(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, address: str | None, log: Log) -> list[str]:
     """run_sweep in the run directory `run_dir` (for a bucket run, the driver's copy of it)."""
     _check_existing_run(run_dir, cfg, resume)
     inputs = prepare_inputs(cfg, log=log)
-    stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(log)) if stage_shapes(cfg) else []
+    stages = plan_align_stages(cfg, inputs.backbone_path, demo_dir=demo_data_dir(log),
+                               local_root=run_dir.parent / STAGES_DIR) if stage_shapes(cfg) else []
+    if is_uri(cfg.storage.root):
+        for stage in stages:  # what the bucket holds of them: a finished one is reused, as on disk
+            pull_stage(stage.uri, stage.output_dir)
     check_align_data(stages)
     if cfg.align.retrieval and stages:  # not after the alignment stage has spent its hours
         check_retrieval(cfg, demo_data_dir(log))
@@ -141,13 +145,13 @@ def _sweep(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, address: str |
     if not cfg.sweep.downstream:  # the stages are the experiment (e.g. the Tatoeba retrieval table)
         run_align_stages(stages, cfg, log=log)
         if cfg.align.retrieval:
-            run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
+            _score_stages(stages, cfg, run_dir, log=log)
         return []
     if pending:
         # Only stages whose trials still run: a finished sweep never re-aligns.
         run_align_stages([st for st in stages if any(_starts_from(s, st) for s in pending)], cfg, log=log)
     if cfg.align.retrieval and stages:
-        run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
+        _score_stages(stages, cfg, run_dir, log=log)
     if cfg.sweep.search == "optuna":
         failed = _run_optuna(cfg, run_dir, inputs, stages, log=log)
     else:
@@ -167,6 +171,16 @@ def _sweep(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, address: str |
     if is_uri(cfg.storage.root):
         push_driver_files(cfg, run_dir)  # search/ of an Optuna sweep
     return failed
+
+
+def _score_stages(stages: list[AlignStage], cfg: ExperimentConfig, run_dir: Path, *, log: Log) -> None:
+    """Tatoeba retrieval of the stages' prompts (sweep/retrieval.py), kept beside them and tabled in
+    the run's results/, which a bucket run pushes."""
+    table = run_retrieval(stages, cfg, run_dir, demo_dir=demo_data_dir(log), log=log)
+    if is_uri(cfg.storage.root):
+        push_stage_scores(stages, RETRIEVAL_FILE, run_dir, cfg)
+        table = join(run_uri(cfg), "results", table.name)
+    log(f"retrieval table: {table}")
 
 
 def _run_within_budget(cfg: ExperimentConfig, run_dir: Path, specs: list[TrialSpec], pending: list[TrialSpec], *,
@@ -314,7 +328,7 @@ def _claim_run_dir(run_dir: Path, cfg: ExperimentConfig, inputs: PreparedInputs)
 
 
 def _starts_from(spec: TrialSpec, stage: AlignStage) -> bool:
-    return spec.config["prompt"].get("init_from") == str(stage.output_dir)
+    return spec.config["prompt"].get("init_from") == stage.location
 
 
 def _completed(trial_dir: Path) -> bool:

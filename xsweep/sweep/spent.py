@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsweep.record import TrialRecord
+from xsweep.storage import local_folder
 
 
 @dataclass
@@ -36,9 +37,10 @@ def trial_spent(record: TrialRecord) -> Spent:
     return Spent(seconds, seconds * float(resources.get("cpus_per_trial", 1) or 1) * workers, "CPU")
 
 
-def stage_spent(stage_dir: Path) -> Spent | None:
-    """An alignment stage's time, from its align.json (None if it has not finished)."""
-    summary_file = Path(stage_dir) / "align.json"
+def stage_spent(stage_dir: str | Path) -> Spent | None:
+    """An alignment stage's time, from its align.json (None if it has not finished); `stage_dir`: its
+    folder, or in a bucket run its URI."""
+    summary_file = local_folder(str(stage_dir), skip=("checkpoints",)) / "align.json"  # a bucket's, in a bucket run
     if not summary_file.is_file():
         return None
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
@@ -66,10 +68,10 @@ def spent_table(records: list[TrialRecord]) -> str:
         total += device_seconds
         lines.append(f"| {name} | {len(members)} | {seconds:.0f} | {device_seconds:.0f} | {device} |")
     for stage_dir in sorted({r.config.get("prompt", {}).get("init_from") for r in records} - {None}):
-        stage = stage_spent(Path(stage_dir))
+        stage = stage_spent(stage_dir)
         if stage is not None:
             total += stage.device_seconds
-            lines.append(f"| alignment stage {Path(stage_dir).name} | - | {stage.seconds:.0f} | "
+            lines.append(f"| alignment stage {Path(stage_dir.split('?')[0]).name} | - | {stage.seconds:.0f} | "
                          f"{stage.device_seconds:.0f} | {stage.device} |")
     lines.append(f"| **total** | {len(records)} | | {total:.0f} ({total / 3600:.2f} h) | |")
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from xsweep.config import AlignStageConfig, ExperimentConfig, PromptConfig, to_dict
 from xsweep.errors import XsweepError
+from xsweep.storage import is_uri, join
 from xsweep.sweep.preflight import trial_configs
 
 Log = Callable[[str], None]
@@ -63,10 +64,17 @@ class AlignStage:
     """The alignment settings of the trials that start from it (their `align` section)."""
     differs: tuple[str, ...] = ()
     """The `align` keys whose values tell this stage from the experiment's others (e.g. `data`)."""
+    uri: str | None = None
+    """In a bucket run, the stage's folder in the bucket; `output_dir` is then the driver's copy of it."""
 
     @property
     def output_dir(self) -> Path:
         return Path(self.spec.output_dir)
+
+    @property
+    def location(self) -> str:
+        """Where the trials find the stage's prompt (their `prompt.init_from`): its folder, or its URI."""
+        return self.uri or str(self.output_dir)
 
     def describe(self) -> str:
         """`layer prompt x 16`, and what sets it apart from the other stages: `on tatoeba, lr 0.0005`."""
@@ -120,13 +128,19 @@ def stage_shapes(cfg: ExperimentConfig) -> Counter[PromptShape]:
     return shapes
 
 
-def plan_align_stages(cfg: ExperimentConfig, backbone_path: str, *, demo_dir: Path | None = None
-                      ) -> list[AlignStage]:
+def plan_align_stages(cfg: ExperimentConfig, backbone_path: str, *, demo_dir: Path | None = None,
+                      local_root: Path | None = None) -> list[AlignStage]:
     """One stage per distinct (prompt shape, align settings) the APT trials need, with its AlignSpec
-    and folder."""
+    and folder. For a bucket run, `local_root` is the driver's copy of `<storage.root>/stages`
+    and each stage's `uri` its folder in the bucket."""
+    bucket = is_uri(cfg.storage.root)
+    if bucket and local_root is None:
+        raise ValueError("a bucket run's stages need the driver's local copy (local_root)")
     stages = needed_stages(cfg)
     for stage in stages:
-        stage.spec = _align_spec(cfg, stage.shape, stage.align, backbone_path, demo_dir)
+        stage.spec = _align_spec(cfg, stage.shape, stage.align, backbone_path, demo_dir,
+                                 local_root if bucket else stages_root(cfg))
+        stage.uri = join(cfg.storage.root, STAGES_DIR, stage.output_dir.name) if bucket else None
         _check_not_scored_on_own_data(stage, cfg, demo_dir)
     return stages
 
@@ -162,7 +176,7 @@ def trial_overrides(stages: list[AlignStage], trial_cfg: ExperimentConfig) -> di
         return {}
     if not needs_alignment(trial_cfg):
         return {"align": {}}
-    return {"align": {}, "prompt.init_from": str(stage_for(stages, trial_cfg).output_dir)}
+    return {"align": {}, "prompt.init_from": stage_for(stages, trial_cfg).location}
 
 
 def check_align_data(stages: list[AlignStage]) -> None:
@@ -197,12 +211,13 @@ def run_align_stages(stages: list[AlignStage], cfg: ExperimentConfig, *, log: Lo
         a = stage.align
         head = f"stage {number}/{len(stages)}: alignment of the {stage.describe()}"
         if (stage.output_dir / "align.json").is_file():
-            log(f"{head}: reusing the finished run in {stage.output_dir}")
+            log(f"{head}: reusing the finished run in {stage.location}")
             continue
         log(f"{head} on {a.num_workers} worker(s), {a.epochs} epochs, for {stage.trials} APT trials "
-            f"-> {stage.output_dir}")
-        result = align_on_ray(stage.spec, a.num_workers, a.cpus_per_worker, stage.output_dir.parent / "_ray",
-                              gpus_per_worker=a.gpus_per_worker)
+            f"-> {stage.location}")
+        ray_dir = join(cfg.storage.root, STAGES_DIR, "_ray") if stage.uri else stage.output_dir.parent / "_ray"
+        result = align_on_ray(stage.spec, a.num_workers, a.cpus_per_worker, ray_dir,
+                              gpus_per_worker=a.gpus_per_worker, output_uri=stage.uri)
         last = result.epochs[-1] if result.epochs else {}
         log(f"{head}: done in {result.seconds:.0f} s; last epoch MLM {last.get('mlm_loss', float('nan')):.3f}, "
             f"contrastive {last.get('contrastive_loss', float('nan')):.3f}")
@@ -228,7 +243,7 @@ def stages_root(cfg: ExperimentConfig) -> Path:
 
 
 def _align_spec(cfg: ExperimentConfig, shape: PromptShape, a: AlignStageConfig, backbone_path: str,
-                demo_dir: Path | None):
+                demo_dir: Path | None, root: Path):
     from xsweep.train.align import AlignSpec
 
     prompt = PromptConfig(kind=shape.kind, length=shape.length, dropout=cfg.prompt.dropout,
@@ -239,7 +254,7 @@ def _align_spec(cfg: ExperimentConfig, shape: PromptShape, a: AlignStageConfig, 
                          align=dataclasses.replace(a), prompt=prompt, backbone=dataclasses.replace(cfg.backbone),
                          label=cfg.name)
         digest = spec.digest()
-    folder = stages_root(cfg) / f"align-{shape.kind}{shape.length}-{digest}"
+    folder = root / f"align-{shape.kind}{shape.length}-{digest}"
     return dataclasses.replace(spec, output_dir=str(folder))
 
 

@@ -20,11 +20,13 @@ full disk (ENOSPC, EDQUOT): the trial reports the file it could not write (`DISK
 `StopOnFullDisk` ends the sweep, so no other trial starts only to fail the same way.
 
 In a bucket run (`storage.root: s3://...`) the trial works in a local copy of its folders and
-pushes what changed to the bucket before each report (`sweep.bucket.staged`).
+pushes what changed to the bucket before each report (`sweep.bucket.staged`); a worker group's
+rank 0 does so, on whichever node it runs, and its driver here reads nothing but the record.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,39 +50,41 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune  # Train V2 refuses `ray.train.report` outside a Ray Train worker
 
     from xsweep.sweep.bucket import staged
+    from xsweep.sweep.hosting import backbone_loader, workers_of
     from xsweep.train.spec import TrialSpec
 
-    with staged([TrialSpec(**spec) for spec in config["specs"]], config.get("storage")) as (specs, sync):
+    specs, storage = [TrialSpec(**spec) for spec in config["specs"]], config.get("storage")
+    if workers_of(specs[0]) > 1:  # one trial (fusing is refused): the workers run the loop, here a driver
+        from xsweep.sweep.workers import run_on_workers
+
+        if not finished(specs[0], storage):  # its rank 0 keeps the trial's folders, in a bucket run too
+            run_on_workers(specs[0], storage)
+        return
+    with staged(specs, storage) as (specs, sync):
         def report(metrics: dict[str, Any]) -> None:
             sync()  # the bucket holds what Tune is told of (a no-op for a folder run)
             tune.report(metrics)
 
-        _run_specs(specs, config["resources"], report)
+        # Started again after its process died, a run redoes only its unfinished trials, each from
+        # its own checkpoint (a finished trial keeps none: run again, it would start from its beginning).
+        todo = [spec for spec in specs if not finished(spec)]
+        if todo:
+            # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
+            torch.set_num_threads(max(1, int(config["resources"]["cpus_per_trial"])))
+            run_reported(todo, report, load_backbone=backbone_loader(todo[0].config["method"]))
 
 
-def _run_specs(specs: list[Any], resources: dict[str, Any], report) -> None:
-    from xsweep.sweep.hosting import backbone_loader, workers_of
-
-    # Started again after its process died, a run redoes only its unfinished trials, each from its
-    # own checkpoint (a finished trial keeps none: run again, it would start from its beginning).
-    todo = [spec for spec in specs if not finished(spec)]
-    if not todo:
-        return
-    if workers_of(todo[0]) > 1:  # one trial (fusing is refused): the workers run the loop, here a driver
-        from xsweep.sweep.workers import run_on_workers
-
-        run_on_workers(todo[0])
-        return
-    # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling too (at least one thread).
-    torch.set_num_threads(max(1, int(resources["cpus_per_trial"])))
-    run_reported(todo, report, load_backbone=backbone_loader(todo[0].config["method"]))
-
-
-def finished(spec: Any) -> bool:
-    """Whether the trial's record says it ended (completed or diverged)."""
-    from xsweep.record import RECORD_FILE, read_record
+def finished(spec: Any, storage: dict[str, str] | None = None) -> bool:
+    """Whether the trial's record says it ended (completed or diverged); with a bucket run's
+    `storage`, the record in the bucket (for a driver that holds no copy of the trial's folder)."""
+    from xsweep.record import RECORD_FILE, TrialRecord, read_record
+    from xsweep.storage import exists, read_bytes
+    from xsweep.sweep.bucket import trial_uri
     from xsweep.sweep.pruning import FINISHED
 
+    if storage is not None:
+        uri = trial_uri(spec, storage, RECORD_FILE)
+        return exists(uri) and TrialRecord.from_dict(json.loads(read_bytes(uri))).status in FINISHED
     path = Path(spec.trial_dir) / RECORD_FILE
     return path.is_file() and read_record(path).status in FINISHED
 

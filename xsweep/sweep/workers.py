@@ -7,7 +7,8 @@ the loop, it builds a `TorchTrainer` over W workers (gloo on CPU, NCCL on GPU), 
 trial's `cpus_per_trial` and `gpus_per_trial`, and the workers' reports reach Tune through
 `TuneReportCallback` (Train V2 refuses `Tuner(TorchTrainer)`).
 
-Rank 0 is the trial: its record, checkpoint, best/, predictions, TensorBoard run and reports. The
+Rank 0 is the trial: its record, checkpoint, best/, predictions, TensorBoard run and reports (in a
+bucket run, in a copy of the trial's folders that it pushes before each report). The
 other ranks run the same loop in a scratch folder of their own (a copy of the trial's checkpoint,
 if it has one, and no test locales), so that every rank takes the same steps, evaluates dev alike
 and calls `ray.train.report` as often as rank 0 (a barrier in Train V2); their files are dropped.
@@ -45,13 +46,22 @@ def trial_worker(loop_config: dict[str, Any]) -> None:
     from xsweep.models.backbone import load_backbone
     from xsweep.sweep.reporting import run_reported
 
-    spec = TrialSpec(**loop_config["spec"])
+    from xsweep.sweep.bucket import staged
+
     torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))  # Ray sets OMP_NUM_THREADS only
     rank = ray.train.get_context().get_world_rank()
-    with tempfile.TemporaryDirectory(prefix=f"xsweep-rank{rank}-") as scratch:
+    # In a bucket run every rank starts from a copy of the trial's folder; rank 0 pushes its own.
+    with staged([TrialSpec(**loop_config["spec"])], loop_config.get("storage"), writes=rank == 0,
+                skip=(TRAIN_RUN_DIR,)) as ([spec], sync), \
+            tempfile.TemporaryDirectory(prefix=f"xsweep-rank{rank}-") as scratch:
         own = spec if rank == 0 else follower_spec(spec, Path(scratch))
+
+        def report(metrics: dict[str, Any]) -> None:
+            sync()  # the bucket holds what Tune is told of (a no-op for a folder run, and off rank 0)
+            ray.train.report(metrics)
+
         # A fresh process per group: nothing to keep a backbone for between trials.
-        run_reported([own], ray.train.report, load_backbone=load_backbone)
+        run_reported([own], report, load_backbone=load_backbone)
 
 
 def follower_spec(spec: TrialSpec, scratch: Path) -> TrialSpec:
@@ -65,16 +75,20 @@ def follower_spec(spec: TrialSpec, scratch: Path) -> TrialSpec:
     return own
 
 
-def run_on_workers(spec: TrialSpec, worker: Callable[[dict[str, Any]], None] = trial_worker) -> None:
+def run_on_workers(spec: TrialSpec, storage: dict[str, str] | None = None,
+                   worker: Callable[[dict[str, Any]], None] = trial_worker) -> None:
     """The driver, in the Tune trial: fit the trial's TorchTrainer; report the trial failed if its
-    group failed more than `TRIAL_MAX_FAILURES` times. `worker`: `trial_worker`, or a wrapper of
-    it (bench/bench_trial_overhead.py times the first step inside the worker)."""
+    group failed more than `TRIAL_MAX_FAILURES` times. `storage`: a bucket run's
+    (`sweep.bucket.storage_of`), whose rank 0 works in a copy of the trial's folders and Ray Train's
+    run folder goes to the bucket. `worker`: `trial_worker`, or a wrapper of it
+    (bench/bench_trial_overhead.py times the first step inside the worker)."""
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from xsweep.config import ResourcesConfig
+    from xsweep.sweep.bucket import ray_storage, trial_uri
     from xsweep.sweep.fusion import MEMBER_KEY
     from xsweep.sweep.ray_session import first_line
     from xsweep.sweep.reporting import TRIAL_MAX_FAILURES
@@ -85,11 +99,12 @@ def run_on_workers(spec: TrialSpec, worker: Callable[[dict[str, Any]], None] = t
         per_worker["GPU"] = resources.gpus_per_trial
     trainer = TorchTrainer(
         worker,
-        train_loop_config={"spec": asdict(spec), "cpus_per_worker": resources.cpus_per_trial},
+        train_loop_config={"spec": asdict(spec), "cpus_per_worker": resources.cpus_per_trial, "storage": storage},
         scaling_config=ray.train.ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.gpus_per_trial > 0,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
-            name=spec.trial_id, storage_path=str(Path(spec.trial_dir) / TRAIN_RUN_DIR),
+            name=spec.trial_id, **ray_storage(trial_uri(spec, storage, TRAIN_RUN_DIR) if storage
+                                              else Path(spec.trial_dir) / TRAIN_RUN_DIR),
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=TRIAL_MAX_FAILURES)),
     )
