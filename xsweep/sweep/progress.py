@@ -13,6 +13,15 @@ class ProgressPrinter(Callback):
     def __init__(self, log: Callable[[str], None]):
         self.log = log
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; `log` is the driver's (often the
+        # builtin print, which cannot be pickled by reference once a library has replaced
+        # builtins.print, as Ray Train does in the processes it runs) and is no use elsewhere.
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.log = print
+
     def on_trial_start(self, iteration, trials, trial, **info):
         ids = [spec["trial_id"] for spec in trial.config["specs"]]
         fused = f" (fused: {len(ids)} trials, one backbone forward per step)" if len(ids) > 1 else ""
