@@ -8,10 +8,11 @@ quickstart: setup
 	.venv/bin/xsweep run experiments/quickstart.yaml
 
 # The tests also cover `xsweep submit` on a real two-node cluster: they need the submit extra.
-# One xdist worker per core; tests/conftest.py keeps every Ray test on one worker, in one Ray session.
+# One xdist worker per core, each test file on one worker (its module fixtures built once); the Ray
+# tests of a worker share its one Ray session (tests/conftest.py).
 test:
 	XSWEEP_EXTRAS=test,submit ./scripts/setup.sh
-	.venv/bin/python -m pytest -q -n auto --dist loadgroup
+	.venv/bin/python -m pytest -q -n auto --dist loadfile
 
 # Benchmarks never run in CI; PEFT (the peer) and MiniLM come with the bench extra.
 bench:

@@ -1,8 +1,9 @@
-"""Shared fixtures: one Ray session for every test that needs it, and an isolated cache.
+"""Shared fixtures: one Ray session per test worker, for the tests that need it, and an isolated cache.
 
-`make test` runs the suite on pytest-xdist workers (one per core): each test file runs on one
-worker, so its module fixtures are built once, and every test that uses Ray runs on the same
-worker, in the one Ray session of `ray_session` (`pytest_collection_modifyitems` below)."""
+`make test` runs the suite on pytest-xdist workers (one per core) with `--dist loadfile`: each
+test file runs on one worker, so its module fixtures are built once, and the tests of a worker that
+use Ray share that worker's one Ray session (`ray_session`). Files rather than one group of all
+Ray tests: that group alone outlasted every other file together, leaving a core idle."""
 
 from __future__ import annotations
 
@@ -27,17 +28,6 @@ for _name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "S3_ENDPOINT"):
     os.environ.pop(_name, None)
 
 from xsweep.paths import REPO_ROOT, shared_data_dir  # noqa: E402
-
-
-def pytest_collection_modifyitems(config, items):
-    """Workers' units of work for `--dist loadgroup`: the tests that use Ray (the `ray` marker, the
-    `ray_session` fixture, or a test that starts its own cluster) form one group, the others one
-    group per file. Without xdist the marker changes nothing."""
-    for item in items:
-        uses_ray = item.get_closest_marker("ray") is not None or "ray_session" in item.fixturenames
-        group = "ray" if uses_ray else item.nodeid.split("::")[0]
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,7 @@ def _xsweep(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 
 
 @pytest.mark.timeout(480)
-@pytest.mark.xdist_group("ray")  # its two-node cluster and the shared Ray session take turns with the cores
+@pytest.mark.ray  # a two-node cluster of its own
 def test_submit_runs_a_sweep_on_a_two_node_cluster(tmp_path, job_server_packages):
     cluster = TwoNodeCluster()
     try:
