@@ -279,6 +279,26 @@ def test_report_works_from_the_bucket_alone(bucket_sweep, capsys):
 
 
 @pytest.mark.timeout(900)
+def test_predict_runs_a_trial_named_by_its_uri_in_the_bucket(bucket_sweep, capsys):
+    """`xsweep predict <trial URI>` prints what it prints for the trial's local copy; a URI that
+    names no trial is xsweep's error, naming the URI."""
+    b = bucket_sweep
+    trial = b["state"]["done"].trial_id
+    utterances = ["wake me up at seven", "what is the weather like tomorrow"]
+    assert main(["predict", str(b["copy"] / "trials" / trial), *utterances]) == 0
+    local = capsys.readouterr().out
+    assert main(["predict", join(b["run_uri"], "trials", trial), *utterances]) == 0
+    assert capsys.readouterr().out == local and len(local.splitlines()) == 2
+    assert main(["predict", join(b["run_uri"], "trials", "t999-none"), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "s3://xsweep-runs/runs/cut/trials/t999-none?endpoint_override=" in err
+    assert "no completed trial here: record.json, labels.json, best/, the run's manifest.json missing" in err
+    assert "fix: pass a completed trial of a bucket run" in err
+    assert main(["predict", join(b["run_uri"], "results"), "hello"]) == 2
+    assert "results?endpoint_override=" in (err := capsys.readouterr().err) and "not a trial's URI" in err
+
+
+@pytest.mark.timeout(900)
 def test_tensorboard_reads_the_event_files_in_the_bucket(bucket_sweep):
     """A TensorBoard server started as `xsweep tensorboard <uri>` starts it (its S3 reader is boto3,
     told the endpoint by S3_ENDPOINT) serves a trial's curves from the bucket, the same as the

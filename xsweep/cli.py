@@ -168,10 +168,12 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xsweep.predict import format_prediction, predict
+    from xsweep.predict import format_prediction, predict, pulled_trial
 
     utterances = args.utterances or [line.strip() for line in sys.stdin if line.strip()]
-    for prediction in predict(Path(args.trial_dir), utterances):
+    with pulled_trial(args.trial_dir) as trial_dir:
+        predictions = predict(trial_dir, utterances)
+    for prediction in predictions:
         print(format_prediction(prediction))
     return 0
 
@@ -253,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     predict = sub.add_parser("predict", help="classify utterances with a trial's saved prompt and head")
-    predict.add_argument("trial_dir", help="a completed trial, e.g. runs/quickstart/trials/<trial id>")
+    predict.add_argument("trial_dir", help="a completed trial, e.g. runs/quickstart/trials/<trial id>, or its URI in a bucket run")
     predict.add_argument("utterances", nargs="*", help="utterances (default: one per line on stdin)")
     predict.set_defaults(func=cmd_predict)
 

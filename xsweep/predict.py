@@ -2,7 +2,9 @@
 
 A trial directory holds everything needed: `record.json` (the resolved config), `labels.json`
 (the task and its label maps) and `best/` (prompt and head as safetensors). The backbone comes
-from the run's `manifest.json`, which names the exact directory the trial was trained on.
+from the run's `manifest.json`, which names the exact directory the trial was trained on. A trial
+of a bucket run is named by its URI (`s3://.../<run>/trials/<trial id>`): `pulled_trial` copies
+those files, and the run's manifest, into a temporary folder laid out as the run.
 
 The model is built by the trial's own task (`train.tasks.make_task`, switched on
 `labels.json["task"]`) and run through that task's prediction code, so `predict` computes what
@@ -19,15 +21,19 @@ the trial's evaluation computed:
 from __future__ import annotations
 
 import json
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.record import RECORD_FILE, read_record
+from xsweep.storage import Mirror, access_error, check_bucket, display, is_uri, join, listing, read_bytes
+from xsweep.train.checkpoint import CHECKPOINT_FILE
 
 
 @dataclass
@@ -63,6 +69,48 @@ def _trial_files(trial_dir: Path) -> tuple[Path, Path, Path]:
             raise XsweepError(f"{path.name} is missing from {str(trial_dir)!r}", where=str(trial_dir),
                               fix="pass a completed trial directory, e.g. runs/quickstart/trials/<trial id>")
     return record, labels, best
+
+
+TRIAL_URI_HELP = "pass a completed trial of a bucket run, <storage.root>/<run name>/trials/<trial id>"
+
+
+@contextmanager
+def pulled_trial(location: str | Path) -> Iterator[Path]:
+    """A trial directory named by its path (itself), or by its URI in a bucket run: its record,
+    labels and best prompt and head, with the run's manifest.json, are pulled into a temporary
+    folder laid out as the run (removed afterwards). Errors about the copy name the URI."""
+    if not is_uri(location):
+        yield Path(location)
+        return
+    uri = str(location)
+    head, sep, query = uri.partition("?")
+    run_head, trials, trial_id = (head.rstrip("/").rsplit("/", 2) + ["", ""])[:3]
+    if trials != "trials" or not trial_id:
+        raise XsweepError("not a trial's URI", where=uri, fix=TRIAL_URI_HELP)
+    check_bucket(uri, where=uri, write=False)
+    run_uri = run_head + sep + query
+    try:
+        present = set(listing(uri))
+        manifest = read_bytes(join(run_uri, "manifest.json")) if present else b""
+    except FileNotFoundError:
+        manifest = b""
+    except OSError as exc:
+        raise access_error(display(uri), "read", exc, uri) from None
+    missing = [name for name in (RECORD_FILE, "labels.json", "best/") if not any(
+        rel == name or rel.startswith(name) for rel in present)] + ([] if manifest else ["the run's manifest.json"])
+    if missing:
+        raise XsweepError(f"no completed trial here: {', '.join(missing)} missing", where=uri, fix=TRIAL_URI_HELP)
+    with tempfile.TemporaryDirectory(prefix="xsweep-predict-") as folder:
+        run = Path(folder) / run_head.rsplit("/", 1)[-1]
+        trial = run / "trials" / trial_id
+        Mirror(uri, trial).pull(skip=("predictions", CHECKPOINT_FILE, "ray_train"))
+        (run / "manifest.json").write_bytes(manifest)
+        try:
+            yield trial
+        except XsweepError as exc:
+            if exc.where != str(trial):
+                raise
+            raise XsweepError(exc.what.replace(str(trial), display(uri)), where=display(uri), fix=exc.fix) from None
 
 
 def backbone_of_run(trial_dir: Path) -> str:
@@ -166,4 +214,4 @@ predict_intents = predict
 """The name `xsweep predict` and older callers use."""
 
 __all__ = ["Prediction", "Predictor", "backbone_of_run", "format_prediction", "load_predictor", "predict",
-           "predict_intents"]
+           "predict_intents", "pulled_trial"]

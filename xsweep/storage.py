@@ -108,9 +108,9 @@ def _reason(exc: BaseException) -> str:
     return scrub(" ".join(str(exc).split())) or type(exc).__name__
 
 
-def check_bucket(uri: str, where: str = "storage.root") -> None:
-    """The bucket exists, answers, and takes a write under `uri`: checked before anything runs,
-    each failure as xsweep's error (what, where, fix)."""
+def check_bucket(uri: str, where: str = "storage.root", *, write: bool = True) -> None:
+    """The bucket exists, answers, and (with `write`) takes a write under `uri`: checked before
+    anything runs, each failure as xsweep's error (what, where, fix)."""
     check_uri(uri, where)
     fs, path = locate(uri)
     bucket = path.split("/")[0]
@@ -118,19 +118,21 @@ def check_bucket(uri: str, where: str = "storage.root") -> None:
     try:
         found = fs.get_file_info(bucket)
     except OSError as exc:
-        raise _access_error(f"the bucket of {shown!r}", "read", exc, where) from None
+        raise access_error(f"the bucket of {shown!r}", "read", exc, where) from None
     if found.type.name == "NotFound":
         raise XsweepError(f"the bucket {bucket!r} of {shown!r} does not exist", where=where,
                           fix=f"create it (e.g. `aws s3 mb s3://{bucket}`), or correct storage.root")
+    if not write:
+        return
     probe = join(uri, WRITE_CHECK)
     try:
         write_bytes(probe, b"")
         fs.delete_file(locate(probe)[1])
     except OSError as exc:
-        raise _access_error(shown, "write under", exc, where) from None
+        raise access_error(shown, "write under", exc, where) from None
 
 
-def _access_error(place: str, verb: str, exc: OSError, where: str) -> XsweepError:
+def access_error(place: str, verb: str, exc: OSError, where: str) -> XsweepError:
     """A failed request as xsweep's error: an endpoint that does not answer, or credentials that
     may not do what the run needs (the store's own reason is kept; it names no secret)."""
     reason = _reason(exc)
