@@ -69,6 +69,19 @@ def e5_small(shared_data) -> str:
     return "intfloat/multilingual-e5-small"
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """host:port of an S3 server (moto's, a real HTTP S3 API) started on 127.0.0.1 for one test
+    module; the module creates its buckets."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def massive13(shared_data) -> Path:
     """runs/data/massive13, which the e5 experiments read: assembled as their header says, by

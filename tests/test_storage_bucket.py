@@ -36,17 +36,10 @@ BUCKET = "xsweep-runs"
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    """host:port of an S3 server started for this module on 127.0.0.1, holding the bucket BUCKET."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket=BUCKET)
-    yield f"{host}:{port}"
-    server.stop()
+def endpoint(s3_endpoint):
+    """host:port of the module's S3 server on 127.0.0.1 (conftest.py), holding the bucket BUCKET."""
+    s3_client(s3_endpoint).create_bucket(Bucket=BUCKET)
+    return s3_endpoint
 
 
 def root_of(endpoint: str, bucket: str = BUCKET) -> str:

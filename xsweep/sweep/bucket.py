@@ -4,7 +4,8 @@ The bucket holds the run; every process works in a local mirror of the part it n
 (`xsweep.storage.Mirror`) and the code that writes a run writes there unchanged:
 - the driver pulls the run's records and its own files (`config.yaml`, `manifest.json`,
   `search/`) into a temporary folder, so `--resume` needs nothing but the bucket, and pushes its own
-  files back; after each batch of trials it pulls their records again;
+  files back; after each batch of trials it pulls their records again, and it pushes the records
+  it changes itself (a trial that pruning marks `pruned`);
 - a trial, on whichever node Tune places it, pulls its own folder and TensorBoard folder (its
   checkpoint, record, best prompt and head, event files) into a temporary folder of that node and
   pushes what changed before each report to Tune, so a killed trial, or a killed driver, resumes
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from xsweep.config import ExperimentConfig
+from xsweep.record import RECORD_FILE
 from xsweep.storage import Mirror, is_uri, join, locate
 from xsweep.train.checkpoint import CHECKPOINT_FILE
 
@@ -106,6 +108,16 @@ def push_driver_files(cfg: ExperimentConfig, run_dir: Path) -> None:
     for name in DRIVER_FILES:
         if (run_dir / name).exists():
             mirror.push(name)
+
+
+def push_trial_mark(cfg: ExperimentConfig, run_dir: Path, spec: Any) -> None:
+    """A trial's record and event files as the driver changed them in its copy (pruning marks a
+    trial `pruned` and ends its TensorBoard session there), into the bucket. Nothing for a folder run."""
+    if not is_uri(cfg.storage.root):
+        return
+    mirror = Mirror(run_uri(cfg), run_dir)
+    mirror.push((Path(spec.trial_dir) / RECORD_FILE).relative_to(run_dir).as_posix())
+    mirror.push(Path(spec.tensorboard_dir).relative_to(run_dir).as_posix())
 
 
 def pull_records(cfg: ExperimentConfig, run_dir: Path) -> None:

@@ -24,10 +24,12 @@ RunBatch = Callable[[list[TrialSpec]], list[str]]
 """run(specs) -> ids of the trials that failed."""
 
 
-def run_in_phases(cfg: ExperimentConfig, specs: list[TrialSpec], run: RunBatch, *, log: Log) -> list[str]:
+def run_in_phases(cfg: ExperimentConfig, specs: list[TrialSpec], run: RunBatch, *, log: Log,
+                  marked: Callable[[TrialSpec], None] = lambda spec: None) -> list[str]:
     """Run the grid `specs` with pruning; return the ids of failed trials. A trial that does not get
     where it was sent (failed, or not started under a budget) is left for `--resume`, and with it
-    its group's decision."""
+    its group's decision. `marked(spec)` follows each trial marked pruned (a bucket run pushes what
+    the mark wrote into the driver's copy)."""
     by_id = {s.trial_id: s for s in specs}
     first_seed_first = {s.trial_id: (cfg.sweep.seeds.index(s.config["seed"]), i) for i, s in enumerate(specs)}
     candidates = [Candidate(s.trial_id, s.group_key, s.group_name, s.config["optim"]["lr"], s.config["seed"])
@@ -43,6 +45,7 @@ def run_in_phases(cfg: ExperimentConfig, specs: list[TrialSpec], run: RunBatch, 
                 log(describe_decision(decision))
         for trial_id, epoch in plan.to_prune.items():
             mark_pruned(by_id[trial_id], epoch)
+            marked(by_id[trial_id])
         # Seed-major: with few trials at a time, every rate gets a seed before any gets a second.
         batch = sorted((replace(s, stop_after_epoch=plan.targets[s.trial_id]) for s in specs
                         if s.trial_id in plan.targets and s.trial_id not in left),

@@ -22,7 +22,7 @@ from xsweep.errors import XsweepError, disk_full_error
 from xsweep.record import RECORD_FILE, group_of, read_record, trial_id_of
 from xsweep.storage import check_bucket, is_uri, join
 from xsweep.sweep.bucket import (open_run_mirror, pull_records, pull_stage, push_driver_files,
-                                 push_stage_scores, run_uri, storage_of, tune_storage)
+                                 push_stage_scores, push_trial_mark, run_uri, storage_of, tune_storage)
 from xsweep.sweep.cluster import check_cluster_storage
 from xsweep.sweep.preflight import check_address, check_storage
 from xsweep.sweep.prepare import PreparedInputs, demo_data_dir, prepare_inputs, write_manifest
@@ -159,7 +159,7 @@ def _sweep(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, address: str |
             f"{len(specs) - len(pending)} already completed, {len(pending)} to run")
         if pending and cfg.sweep.pruning.milestones:
             failed = run_in_phases(cfg, specs, lambda batch: _run_within_budget(cfg, run_dir, specs, batch, log=log),
-                                   log=log)
+                                   log=log, marked=lambda spec: push_trial_mark(cfg, run_dir, spec))
         else:
             failed = _run_within_budget(cfg, run_dir, specs, pending, log=log) if pending else []
     if cfg.sweep.evaluate == "selected":
