@@ -214,6 +214,7 @@ REVIEWED_WRITES = {
     ("xsweep/data/synth.py", "write_demo_data", "write_text"): "inside its mkdtemp folder, then os.replace",
     ("xsweep/data/synth_sgd.py", "write_sgd", "write_text"): "called only inside write_demo_data's folder",
     ("xsweep/models/builtin.py", "build_builtin_backbone", "save_pretrained"): "mkdtemp folder, then rename",
+    ("xsweep/predict.py", "pulled_trial", "write_bytes"): "into its own TemporaryDirectory, read there and removed",
     ("xsweep/models/checkpoint.py", "_save_tensors", "save_file"): "inside atomic_path",
     ("xsweep/report/plots.py", "_save", "savefig"): "inside atomic_path",
     ("xsweep/storage.py", "write_bytes", "open_output_stream"): "one object in a bucket, visible only once the "
