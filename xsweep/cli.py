@@ -58,7 +58,8 @@ def _stage_tables(run_dir: Path | str) -> list[str]:
     from xsweep.storage import listing, read_bytes
 
     results = join(run_dir, "results")
-    return [read_bytes(join(results, rel)).decode("utf-8") for rel in listing(results) if rel.endswith(".md")]
+    return [read_bytes(join(results, rel)).decode("utf-8") for rel in listing(results)
+            if rel.endswith(".md") and "/" not in rel]  # results/*.md, as for a folder
 
 
 def _under(run_dir: Path | str, name: str) -> str:

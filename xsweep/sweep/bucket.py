@@ -15,7 +15,7 @@ The bucket holds the run; every process works in a local mirror of the part it n
 - an alignment stage's folder (`<storage.root>/stages/<digest>`) is written by its rank 0 through
   a copy of its own, pushed after each epoch, align.json (the mark of a finished run) last; the
   driver pulls the finished prompt, and each APT trial names the stage's URI as its
-  `prompt.init_from` and reads the prompt through `xsweep.storage.local_folder`.
+  `prompt.init_from` and reads the prompt through `xsweep.train.align_folder.finished_folder`.
 Ray's own folders (Tune's `ray/`, a worker group's `ray_train/`, the stages' `_ray/`) are written
 by Ray into the bucket (`RunConfig(storage_filesystem=...)`).
 """
@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 from xsweep.config import ExperimentConfig
 from xsweep.record import RECORD_FILE
 from xsweep.storage import Mirror, is_uri, join, locate
+from xsweep.train.align_folder import CHECKPOINTS_DIR, RESULT_FILE
 from xsweep.train.checkpoint import CHECKPOINT_FILE
 
 DRIVER_SKIP = ("ray", "tensorboard", "best", "predictions", CHECKPOINT_FILE)
@@ -40,8 +41,6 @@ REPORT_SKIP = ("ray", "best", "predictions", CHECKPOINT_FILE)
 """What `xsweep report` of a bucket run does not pull: it reads records and event files."""
 DRIVER_FILES = ("config.yaml", "manifest.json", "eval_subsets.json", "search")
 """What the driver itself writes into a run directory, pushed back after it writes them."""
-STAGE_CHECKPOINTS = "checkpoints"
-"""An alignment stage's epoch checkpoints (train/align.py): only its workers read them."""
 
 
 def run_uri(cfg: ExperimentConfig) -> str:
@@ -61,7 +60,7 @@ def open_run_mirror(cfg: ExperimentConfig) -> Path:
 def pull_stage(uri: str, local: str | Path) -> None:
     """An alignment stage's prompt, align.json and retrieval scores into the driver's copy `local`
     (not its epoch checkpoints: the workers that resume it pull those)."""
-    Mirror(uri, local).pull(skip=(STAGE_CHECKPOINTS,))
+    Mirror(uri, local).pull(skip=(CHECKPOINTS_DIR,))
 
 
 def push_stage_scores(stages: list[Any], scores_file: str, run_dir: Path, cfg: ExperimentConfig) -> None:
@@ -83,8 +82,6 @@ def staged_alignment(spec: Any, uri: str | None, *, writes: bool) -> Iterator[tu
     if uri is None:
         yield spec, lambda: None
         return
-    from xsweep.train.align import RESULT_FILE
-
     local = Path(tempfile.mkdtemp(prefix="xsweep-align-"))
     mirror = Mirror(uri, local)
 

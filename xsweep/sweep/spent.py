@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsweep.record import TrialRecord
-from xsweep.storage import local_folder
+from xsweep.train.align_folder import RESULT_FILE, finished_folder
 
 
 @dataclass
@@ -40,7 +40,7 @@ def trial_spent(record: TrialRecord) -> Spent:
 def stage_spent(stage_dir: str | Path) -> Spent | None:
     """An alignment stage's time, from its align.json (None if it has not finished); `stage_dir`: its
     folder, or in a bucket run its URI."""
-    summary_file = local_folder(str(stage_dir), skip=("checkpoints",)) / "align.json"  # a bucket's, in a bucket run
+    summary_file = finished_folder(stage_dir) / RESULT_FILE
     if not summary_file.is_file():
         return None
     summary = json.loads(summary_file.read_text(encoding="utf-8"))

@@ -27,6 +27,7 @@ from xsweep.config import AlignStageConfig, ExperimentConfig, PromptConfig, to_d
 from xsweep.errors import XsweepError
 from xsweep.storage import is_uri, join
 from xsweep.sweep.preflight import trial_configs
+from xsweep.train.align_folder import RESULT_FILE
 
 Log = Callable[[str], None]
 STAGES_DIR = "stages"
@@ -187,7 +188,7 @@ def check_align_data(stages: list[AlignStage]) -> None:
     for stage in stages:
         source = stage.spec.sources[0]
         what = json.dumps(dataclasses.asdict(source), sort_keys=True)
-        if (stage.output_dir / "align.json").is_file() or what in checked:
+        if (stage.output_dir / RESULT_FILE).is_file() or what in checked:
             continue
         checked.add(what)
         try:
@@ -210,7 +211,7 @@ def run_align_stages(stages: list[AlignStage], cfg: ExperimentConfig, *, log: Lo
     for number, stage in enumerate(stages, 1):
         a = stage.align
         head = f"stage {number}/{len(stages)}: alignment of the {stage.describe()}"
-        if (stage.output_dir / "align.json").is_file():
+        if (stage.output_dir / RESULT_FILE).is_file():
             log(f"{head}: reusing the finished run in {stage.location}")
             continue
         log(f"{head} on {a.num_workers} worker(s), {a.epochs} epochs, for {stage.trials} APT trials "

@@ -49,11 +49,11 @@ from xsweep.models.prompts import build_prompt
 from xsweep.objectives.alignment import AlignmentLoss, MaskingSpec, alignment_loss
 from xsweep.train import rng
 from xsweep.train.distributed import barrier, broadcast, gather, rank_and_world
+from xsweep.train.align_folder import CHECKPOINTS_DIR, RESULT_FILE
 from xsweep.train.align_data import ParallelSource, encode_pairs, load_documents, plan_epoch, shard_digest
 from xsweep.train.schedule import linear_warmup_decay
 
 FORMAT_VERSION = 1
-RESULT_FILE = "align.json"
 STATE_FILE = "state.pt"
 Log = Callable[[str], None]
 Report = Callable[[dict[str, Any], "Path | None"], None]
@@ -403,7 +403,7 @@ def _position_convention(prompt: nn.Module) -> str:
 
 
 def _checkpoint_root(spec: AlignSpec) -> Path:
-    return Path(spec.output_dir) / "checkpoints"
+    return Path(spec.output_dir) / CHECKPOINTS_DIR
 
 
 def _write_checkpoint(spec: AlignSpec, state: dict[str, Any]) -> Path:
@@ -425,7 +425,7 @@ def _write_checkpoint(spec: AlignSpec, state: dict[str, Any]) -> Path:
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete epoch checkpoint under `output_dir/checkpoints`, if any."""
-    found = sorted(p for p in (Path(output_dir) / "checkpoints").glob("epoch_*") if (p / STATE_FILE).is_file())
+    found = sorted(p for p in (Path(output_dir) / CHECKPOINTS_DIR).glob("epoch_*") if (p / STATE_FILE).is_file())
     return found[-1] if found else None
 
 

@@ -27,7 +27,7 @@ from xsweep.errors import XsweepError
 from xsweep.models.precision import allow_tf32, backbone_dtype, resolve_precision, autocast
 from xsweep.models.prompted import PromptedModel, load_prompt_for_apt, save_trainable
 from xsweep.record import DevPoint, TrialRecord, write_record
-from xsweep.storage import local_folder
+from xsweep.train.align_folder import finished_folder
 from xsweep.train.checkpoint import CHECKPOINT_FILE, read_checkpoint, restore_checkpoint, write_checkpoint
 from xsweep.train.distributed import rank_and_world
 from xsweep.train.evaluate import evaluate_locales, trial_device
@@ -153,7 +153,7 @@ def prepare(member: Member, checkpoint: dict[str, Any] | None, load_backbone: Ca
     m.task = make_task(cfg, m.labels, tokenizer)
     m.model = m.task.build_model(encoder)
     if cfg.method == "apt":
-        load_prompt_for_apt(m.model, local_folder(cfg.prompt.init_from, skip=("checkpoints",)))  # in a bucket run, a URI
+        load_prompt_for_apt(m.model, finished_folder(cfg.prompt.init_from))  # in a bucket run, a URI
     m.model.to(m.device)
 
     m.train_split, m.dev_split = m.task.encode(train_rows), m.task.encode(dev)
