@@ -25,7 +25,7 @@ import pytest
 from xsweep.cli import main
 from xsweep.config import load_config
 from xsweep.errors import XsweepError
-from xsweep.record import read_record, read_records
+from xsweep.record import parse_record, read_record, read_records
 from xsweep.storage import Mirror, join, listing, read_bytes
 from xsweep.sweep.prepare import prepare_inputs
 from xsweep.train.downstream import CHECKPOINT_FILE
@@ -70,22 +70,13 @@ def records_in(run_uri: str) -> dict[str, object]:
             uri = join(run_uri, "trials", rel)
             for attempt in range(10):
                 try:
-                    out[rel.split("/")[0]] = read_record_bytes(read_bytes(uri))
+                    out[rel.split("/")[0]] = parse_record(read_bytes(uri), uri)
                     break
                 except XsweepError:
                     if attempt == 9:
                         raise
                     time.sleep(0.1)
     return out
-
-
-def read_record_bytes(data: bytes):
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "record.json"
-        path.write_bytes(data)
-        return read_record(path)
 
 
 # --- errors before anything runs ----------------------------------------------------------------

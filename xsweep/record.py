@@ -113,10 +113,23 @@ def write_record(record: TrialRecord, trial_dir: Path) -> Path:
 
 def read_record(path: Path) -> TrialRecord:
     try:
-        return TrialRecord.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise XsweepError(f"cannot read trial record: {exc}", where=str(path),
-                          fix="delete the trial's folder to re-run it, or restore the file") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise _unreadable(exc, str(path)) from None
+    return parse_record(text, str(path))
+
+
+def parse_record(text: str | bytes, where: str) -> TrialRecord:
+    """A trial record from its JSON (`where`: its file, or its URI in a bucket, for the error)."""
+    try:
+        return TrialRecord.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise _unreadable(exc, where) from None
+
+
+def _unreadable(exc: Exception, where: str) -> XsweepError:
+    return XsweepError(f"cannot read trial record: {exc}", where=where,
+                       fix="delete the trial's folder to re-run it, or restore the file")
 
 
 def read_records(run_dir: Path) -> list[TrialRecord]:

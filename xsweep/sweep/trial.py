@@ -26,7 +26,6 @@ rank 0 does so, on whichever node it runs, and its driver here reads nothing but
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +76,14 @@ def run_trial(config: dict[str, Any]) -> None:
 def finished(spec: Any, storage: dict[str, str] | None = None) -> bool:
     """Whether the trial's record says it ended (completed or diverged); with a bucket run's
     `storage`, the record in the bucket (for a driver that holds no copy of the trial's folder)."""
-    from xsweep.record import RECORD_FILE, TrialRecord, read_record
-    from xsweep.storage import exists, read_bytes
+    from xsweep.record import RECORD_FILE, parse_record, read_record
+    from xsweep.storage import display, exists, read_bytes
     from xsweep.sweep.bucket import trial_uri
     from xsweep.sweep.pruning import FINISHED
 
     if storage is not None:
         uri = trial_uri(spec, storage, RECORD_FILE)
-        return exists(uri) and TrialRecord.from_dict(json.loads(read_bytes(uri))).status in FINISHED
+        return exists(uri) and parse_record(read_bytes(uri), display(uri)).status in FINISHED
     path = Path(spec.trial_dir) / RECORD_FILE
     return path.is_file() and read_record(path).status in FINISHED
 
