@@ -32,7 +32,8 @@ import torch
 from xsweep.config import ExperimentConfig, from_dict
 from xsweep.errors import XsweepError
 from xsweep.record import RECORD_FILE, read_record
-from xsweep.storage import Mirror, access_error, check_bucket, display, is_uri, join, listing, read_bytes
+from xsweep.storage import Mirror, access_error, check_bucket, display, exists, is_uri, join, listing, read_bytes
+from xsweep.sweep.workers import TRAIN_RUN_DIR
 from xsweep.train.checkpoint import CHECKPOINT_FILE
 
 
@@ -89,11 +90,10 @@ def pulled_trial(location: str | Path) -> Iterator[Path]:
         raise XsweepError("not a trial's URI", where=uri, fix=TRIAL_URI_HELP)
     check_bucket(uri, where=uri, write=False)
     run_uri = run_head + sep + query
+    manifest_uri = join(run_uri, "manifest.json")
     try:
         present = set(listing(uri))
-        manifest = read_bytes(join(run_uri, "manifest.json")) if present else b""
-    except FileNotFoundError:
-        manifest = b""
+        manifest = read_bytes(manifest_uri) if present and exists(manifest_uri) else b""
     except OSError as exc:
         raise access_error(display(uri), "read", exc, uri) from None
     missing = [name for name in (RECORD_FILE, "labels.json", "best/") if not any(
@@ -103,7 +103,7 @@ def pulled_trial(location: str | Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="xsweep-predict-") as folder:
         run = Path(folder) / run_head.rsplit("/", 1)[-1]
         trial = run / "trials" / trial_id
-        Mirror(uri, trial).pull(skip=("predictions", CHECKPOINT_FILE, "ray_train"))
+        Mirror(uri, trial).pull(skip=("predictions", CHECKPOINT_FILE, TRAIN_RUN_DIR))
         (run / "manifest.json").write_bytes(manifest)
         try:
             yield trial
