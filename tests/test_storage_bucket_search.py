@@ -17,6 +17,7 @@ from xsweep.cli import main
 from xsweep.record import read_records
 from xsweep.selection import summarise
 from xsweep.storage import Mirror, join, listing, read_bytes
+from xsweep.train.checkpoint import CHECKPOINT_FILE
 
 from test_storage_bucket import BUCKET, root_of, s3_client
 
@@ -72,7 +73,7 @@ def test_pruning_phases_decide_from_the_records_in_the_bucket(endpoint, tmp_path
     assert sorted(r.seed for r in pruned) == [0, 1] and {r.lr for r in pruned} == {1e-7}
     for record in pruned:  # stopped at the milestone, its checkpoint kept in the bucket to go on from
         assert [p.epoch for p in record.dev_history] == [1, 2] and record.pruned_at_epoch == 2
-        assert "checkpoint.pt" in listing(join(run_uri, "trials", record.trial_id))
+        assert CHECKPOINT_FILE in listing(join(run_uri, "trials", record.trial_id))
     for record in records:
         if record.status != "pruned":  # paused at the milestone, continued from its pushed checkpoint
             assert record.status == "completed" and [p.epoch for p in record.dev_history] == [1, 2, 3, 4]
